@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Make models/yolov8n.onnx, the model the demo and the default configs use.
+#   --weights PATH.pt : export those ultralytics weights (e.g. yolov8n.pt on a machine with internet)
+#   default           : the project's trained 10-class test model (models/test/), or, if it is
+#                       absent, YOLOv8n built from ultralytics' yolov8n.yaml with a fixed seed
+#                       (real shapes and compute, meaningless detections).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT="$ROOT/models/yolov8n.onnx"
+WEIGHTS=""
+[[ "${1:-}" == "--weights" ]] && WEIGHTS="$2"
+if [[ -z "$WEIGHTS" ]]; then
+  if [[ -f "$ROOT/models/test/yolov8n_synth.pt" ]]; then
+    WEIGHTS="$ROOT/models/test/yolov8n_synth.pt"
+  else
+    WEIGHTS="yolov8n.yaml"
+  fi
+fi
+STAMP="$ROOT/models/.yolov8n.onnx.source"
+SRC="$WEIGHTS"
+[[ -f "$WEIGHTS" ]] && SRC="$WEIGHTS $(sha256sum "$WEIGHTS" | cut -c1-16)"
+if [[ -f "$OUT" && "$(cat "$STAMP" 2>/dev/null)" == "$SRC" ]]; then
+  echo "[model] $OUT is up to date ($WEIGHTS)"
+  exit 0
+fi
+echo "[model] exporting $WEIGHTS -> $OUT"
+python "$ROOT/scripts/export_onnx.py" --weights "$WEIGHTS" --output "$OUT"
+echo "$SRC" > "$STAMP"

