@@ -123,7 +123,8 @@ class PostprocessConfig(StageConfig):
     NMS rule (the same on every backend): keep candidates with ``score >= conf_threshold``
     (inclusive), take at most ``pre_nms_top_k`` by score, suppress a box when its IoU with a
     kept, higher-scored box of the same class (any class if ``class_agnostic``) is
-    ``> iou_threshold`` (strict), ties broken by lower anchor index, then keep the best
+    ``> iou_threshold`` (strict, compared in float32 as TensorRT and torchvision do, so 0.45
+    suppresses an IoU of exactly 9/20), ties broken by lower anchor index, then keep the best
     ``max_detections``.
     """
 
@@ -197,8 +198,14 @@ class TrackerConfig(StageConfig):
 
     def validate(self) -> list[str]:
         errors: list[str] = []
-        for name in ("track_thresh", "low_thresh", "new_track_thresh", "match_thresh",
-                     "second_match_thresh", "unconfirmed_match_thresh"):
+        for name in (
+            "track_thresh",
+            "low_thresh",
+            "new_track_thresh",
+            "match_thresh",
+            "second_match_thresh",
+            "unconfirmed_match_thresh",
+        ):
             errors += _in_range(name, getattr(self, name), 0.0, 1.0)
         if self.low_thresh > self.track_thresh:
             errors.append("low_thresh must be <= track_thresh")

@@ -53,27 +53,28 @@ class Letterbox:
         so that our input tensor matches ultralytics' to the pixel.
         """
         scale = min(dst_w / src_w, dst_h / src_h)
-        new_w = int(round(src_w * scale))
-        new_h = int(round(src_h * scale))
+        new_w = max(round(src_w * scale), 1)  # a 1x1999 frame still covers one column
+        new_h = max(round(src_h * scale), 1)
         dw = (dst_w - new_w) / 2.0
         dh = (dst_h - new_h) / 2.0
         return cls(src_w, src_h, dst_w, dst_h, scale, float(round(dw - 0.1)), float(round(dh - 0.1)))
 
     @property
     def resized_w(self) -> int:
-        return int(round(self.src_w * self.scale))
+        return max(round(self.src_w * self.scale), 1)
 
     @property
     def resized_h(self) -> int:
-        return int(round(self.src_h * self.scale))
+        return max(round(self.src_h * self.scale), 1)
 
     def to_source(self, boxes_xyxy: FloatArray) -> FloatArray:
         """Map ``[N, 4]`` xyxy boxes from network input pixels to source pixels, clipped."""
         out = np.empty_like(boxes_xyxy, dtype=np.float32)
-        out[:, [0, 2]] = (boxes_xyxy[:, [0, 2]] - self.pad_x) / self.scale
-        out[:, [1, 3]] = (boxes_xyxy[:, [1, 3]] - self.pad_y) / self.scale
-        np.clip(out[:, [0, 2]], 0.0, float(self.src_w), out=out[:, [0, 2]])
-        np.clip(out[:, [1, 3]], 0.0, float(self.src_h), out=out[:, [1, 3]])
+        xs, ys = out[:, 0::2], out[:, 1::2]  # views, so the clip below writes into ``out``
+        xs[:] = (boxes_xyxy[:, 0::2] - self.pad_x) / self.scale
+        ys[:] = (boxes_xyxy[:, 1::2] - self.pad_y) / self.scale
+        np.clip(xs, 0.0, float(self.src_w), out=xs)
+        np.clip(ys, 0.0, float(self.src_h), out=ys)
         return out
 
 

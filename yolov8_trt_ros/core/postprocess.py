@@ -1,0 +1,223 @@
+"""Decode the YOLOv8 head, NMS, and map boxes back to source pixels.
+
+Every backend follows the one rule stated on :class:`PostprocessConfig`: candidates with
+``score >= conf_threshold`` (inclusive), at most ``pre_nms_top_k`` of them by score, greedy NMS
+that suppresses a box whose IoU with a kept, better box of the same class (any class when
+``class_agnostic``) is ``> iou_threshold`` (strict), equal scores ordered by lower anchor
+index, then the best ``max_detections``.
+
+Why not ``cv2.dnn.NMSBoxes``: it takes boxes as integer-rounded ``Rect``/float ``Rect2d``
+in xywh, applies its score threshold with ``>`` rather than ``>=``, and orders equal scores by
+its own (unstable) sort, so it cannot promise the rule above; it also has no class-wise mode
+without a per-class loop. The greedy loop below visits one *kept* box per step (at most
+``max_detections`` steps) with a vectorised IoU against all remaining candidates.
+
+IoU is computed in float64 from the float32 boxes on both the NumPy and the torch path, and
+both thresholds are compared as float32 values, as the tensors hold them: scores are float32,
+and the IoU threshold is rounded to float32 first because torchvision's CUDA kernel (like
+TensorRT's NMS plugins) receives it as a C ``float``. So ``iou_threshold=0.45`` means
+``IoU > 0.449999988``: an IoU of exactly 9/20 is suppressed, on every path alike.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from yolov8_trt_ros.core.config import PostprocessConfig
+from yolov8_trt_ros.core.types import Detections, EngineOutput, Letterbox
+
+if TYPE_CHECKING:
+    import torch
+
+
+def _check_raw_shape(shape: Sequence[int], batch: int, cfg: PostprocessConfig) -> int:
+    """Validate ``[B, 4 + C (+ extra), A]`` against the letterboxes and config; return C."""
+    if len(shape) != 3:
+        raise ValueError(f"raw head output must be [B, 4+C, A], got shape {tuple(shape)}")
+    if shape[0] != batch:
+        raise ValueError(f"raw head output has batch {shape[0]} but {batch} letterboxes were given")
+    if shape[1] < 4 + cfg.num_classes:
+        raise ValueError(
+            f"raw head output has {shape[1]} channels, fewer than 4 + num_classes = {4 + cfg.num_classes}"
+        )
+    return cfg.num_classes
+
+
+def iou_float32(iou_threshold: float) -> float:
+    """The IoU threshold as every NMS path compares it: rounded to float32 (see module doc)."""
+    return float(np.float32(iou_threshold))
+
+
+def nms_numpy(
+    boxes: np.ndarray, class_ids: np.ndarray | None, iou_threshold: float, max_keep: int
+) -> np.ndarray:
+    """Greedy NMS over candidates already sorted best first; returns kept positions, in order.
+
+    ``class_ids=None`` is class-agnostic. A candidate is dropped when its IoU with a kept box
+    of the same class is strictly greater than ``iou_threshold`` (as float32). The per-class rule is applied
+    with a class mask rather than the coordinate-offset trick, which would round the boxes.
+    """
+    n = len(boxes)
+    if n == 0:
+        return np.zeros(0, dtype=np.intp)
+    iou_threshold = iou_float32(iou_threshold)
+    b = boxes.astype(np.float64)
+    x1, y1, x2, y2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    areas = (x2 - x1) * (y2 - y1)
+    remaining = np.arange(n)
+    keep: list[int] = []
+    with np.errstate(invalid="ignore", divide="ignore"):
+        while remaining.size and len(keep) < max_keep:
+            i = remaining[0]
+            keep.append(int(i))
+            rest = remaining[1:]
+            w = np.maximum(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0.0)
+            h = np.maximum(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0.0)
+            inter = w * h
+            iou = inter / (areas[i] + areas[rest] - inter)  # NaN for two empty boxes: kept
+            suppress = iou > iou_threshold
+            if class_ids is not None:
+                suppress &= class_ids[rest] == class_ids[i]
+            remaining = rest[~suppress]
+    return np.asarray(keep, dtype=np.intp)
+
+
+def decode_candidates(
+    raw: np.ndarray, num_classes: int, cfg: PostprocessConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One image's ``[4 + C, A]`` head to sorted candidates: xyxy boxes, scores, class ids.
+
+    Candidates pass ``score >= conf`` and are sorted by descending score with a stable sort
+    (equal scores keep ascending anchor order), then cut to ``pre_nms_top_k``.
+    """
+    cls_scores = raw[4 : 4 + num_classes]
+    class_ids = cls_scores.argmax(axis=0)  # first maximum: lower class id on equal scores
+    scores = np.take_along_axis(cls_scores, class_ids[None], axis=0)[0]
+    anchors = np.flatnonzero(scores >= cfg.conf_threshold)
+    order = anchors[np.argsort(-scores[anchors], kind="stable")][: cfg.pre_nms_top_k]
+    cx, cy, w, h = (raw[k, order] for k in range(4))
+    boxes = np.stack((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), axis=1)
+    return boxes, scores[order], class_ids[order].astype(np.int32)
+
+
+def _from_raw(raw: np.ndarray, letterboxes: Sequence[Letterbox], cfg: PostprocessConfig) -> list[Detections]:
+    num_classes = _check_raw_shape(raw.shape, len(letterboxes), cfg)
+    raw = np.asarray(raw, dtype=np.float32)
+    results: list[Detections] = []
+    for image_raw, lb in zip(raw, letterboxes, strict=True):
+        boxes, scores, class_ids = decode_candidates(image_raw, num_classes, cfg)
+        keep = nms_numpy(
+            boxes, None if cfg.class_agnostic else class_ids, cfg.iou_threshold, cfg.max_detections
+        )
+        results.append(Detections(lb.to_source(boxes[keep]), scores[keep], class_ids[keep]))
+    return results
+
+
+def _from_engine_nms(
+    output: EngineOutput, letterboxes: Sequence[Letterbox], cfg: PostprocessConfig
+) -> list[Detections]:
+    """Map in-engine NMS results back; re-apply the thresholds that can change at run time.
+
+    The engine's NMS was built with the configured thresholds, but ``conf_threshold`` and
+    ``max_detections`` are live parameters: applying them here lets a raised threshold or a
+    lower cap act at once. (A lower threshold, another IoU or class-agnostic mode needs the
+    engine rebuilt.)
+    """
+    assert output.nms_boxes is not None and output.nms_scores is not None and output.nms_classes is not None
+    counts = np.asarray(output.nms_count).reshape(-1)
+    if len(counts) != len(letterboxes):
+        raise ValueError(f"in-engine NMS output has batch {len(counts)} but {len(letterboxes)} letterboxes")
+    results: list[Detections] = []
+    for b, lb in enumerate(letterboxes):
+        n = int(min(max(counts[b], 0), output.nms_scores.shape[1]))
+        boxes = np.asarray(output.nms_boxes[b, :n], dtype=np.float32)
+        scores = np.asarray(output.nms_scores[b, :n], dtype=np.float32)
+        classes = np.asarray(output.nms_classes[b, :n]).astype(np.int32)
+        sel = np.flatnonzero(scores >= cfg.conf_threshold)
+        sel = sel[np.argsort(-scores[sel], kind="stable")][: cfg.max_detections]
+        results.append(Detections(lb.to_source(boxes[sel]), scores[sel], classes[sel]))
+    return results
+
+
+def postprocess(
+    output: EngineOutput, letterboxes: Sequence[Letterbox], cfg: PostprocessConfig
+) -> list[Detections]:
+    """Detections per image, in source pixels, from either form of :class:`EngineOutput`."""
+    if output.has_nms:
+        return _from_engine_nms(output, letterboxes, cfg)
+    if output.raw is None:
+        raise ValueError("EngineOutput has neither raw nor nms_* results")
+    return _from_raw(np.asarray(output.raw), letterboxes, cfg)
+
+
+@functools.cache
+def _torchvision_nms() -> Any:
+    """``torchvision.ops.nms`` or None where torchvision cannot be imported (CPU-torch machines).
+
+    Cached: a failing import is slow and would otherwise be retried on every frame.
+    """
+    try:
+        from torchvision.ops import nms
+    except Exception:  # ImportError, or a CUDA torchvision wheel beside a CPU torch
+        return None
+    return nms
+
+
+def postprocess_torch(
+    raw: torch.Tensor, letterboxes: Sequence[Letterbox], cfg: PostprocessConfig
+) -> list[Detections]:
+    """The same rule as :func:`postprocess` on a torch ``[B, 4 + C, A]`` tensor, on its device.
+
+    Decode, threshold, stable sort and NMS (``torchvision.ops.nms``) run on the GPU; only the
+    kept boxes cross to the host. Two details keep it identical to the NumPy path:
+
+    * torchvision sorts by score with an unstable sort, so NMS gets each candidate's *rank*
+      in our stable order as its score: equal scores then still go by lower anchor index.
+    * class-wise NMS uses the coordinate-offset trick (each class shifted into its own band) in
+      float64: the shift moves a float32 coordinate by at most ~1e-10 px, against ~1e-4 px had
+      it been done in float32 (ultralytics' ``max_wh`` offset), so IoUs are those of the NumPy
+      path. Unlike torchvision's ``batched_nms`` offset, the bands also hold negative boxes.
+
+    Without torchvision the tensor is copied to the host and the NumPy path runs.
+    """
+    import torch
+
+    nms = _torchvision_nms()
+    if nms is None:
+        return _from_raw(raw.detach().float().cpu().numpy(), letterboxes, cfg)
+    num_classes = _check_raw_shape(tuple(raw.shape), len(letterboxes), cfg)
+    raw = raw.detach().float()
+    cls_scores = raw[:, 4 : 4 + num_classes]
+    # Ties between classes go to the lower class id, as NumPy's argmax.
+    scores_all, class_all = cls_scores.max(dim=1)
+    results: list[Detections] = []
+    for b, lb in enumerate(letterboxes):
+        anchors = torch.nonzero(scores_all[b] >= cfg.conf_threshold).squeeze(1)
+        sorted_scores, order = torch.sort(scores_all[b, anchors], descending=True, stable=True)
+        order = anchors[order][: cfg.pre_nms_top_k]
+        scores = sorted_scores[: cfg.pre_nms_top_k]
+        cx, cy, w, h = (raw[b, k, order] for k in range(4))
+        boxes = torch.stack((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), dim=1)
+        class_ids = class_all[b, order]
+        n = boxes.shape[0]
+        rank_scores = torch.arange(n, 0, -1, device=boxes.device, dtype=torch.float64)
+        boxes64 = boxes.double()
+        if not cfg.class_agnostic and n:
+            # Shift to >= 0, then give each class its own band wider than all boxes together.
+            low = boxes64.min()
+            span = torch.ceil(boxes64.max() - low) + 1.0
+            boxes64 = boxes64 - low + (class_ids.double() * span)[:, None]
+        keep = nms(boxes64, rank_scores, iou_float32(cfg.iou_threshold))[: cfg.max_detections]
+        kept_boxes = boxes[keep].cpu().numpy()
+        results.append(
+            Detections(
+                lb.to_source(kept_boxes),
+                scores[keep].cpu().numpy(),
+                class_ids[keep].to(torch.int32).cpu().numpy(),
+            )
+        )
+    return results
