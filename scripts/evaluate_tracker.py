@@ -1,0 +1,553 @@
+#!/usr/bin/env python3
+"""MOTA / IDF1 / ID switches of our ByteTrack and of ultralytics' BYTETracker on the same detections.
+
+    # synthetic MOT17-layout sequences from the project's generator (ground truth only, no images)
+    python scripts/evaluate_tracker.py --synthetic 8 --seed 0 --markdown benchmarks/tracking.md
+    # MOT17 (or any MOT-layout folder): a sequence dir, or a dir of sequence dirs
+    python scripts/evaluate_tracker.py --sequences data/MOT17/train            # noisy detections from gt
+    python scripts/evaluate_tracker.py --sequences data/MOT17/train --detections seq  # SEQ/det/det.txt
+    python scripts/evaluate_tracker.py --sequences runs/seqs --detections runs/dets   # DIR/<SEQ>.txt
+
+Detections come either from a detector's MOT-format file (``frame,id,x,y,w,h,score[,class+1,...]``;
+boxes in the same pixel convention as gt.txt) or from the ground truth with seeded noise: box
+jitter proportional to the box size, misses (more under occlusion, always when almost fully
+hidden), false positives, and scores drawn so that partly occluded objects often score below
+``track_thresh``, which is where ByteTrack's second association earns its keep. Both trackers
+see exactly the same detections, frame by frame, with the same thresholds; scoring is
+motmetrics with IoU >= 0.5 (distance ``max_iou=0.5``). For sequences whose name starts with
+MOT16/MOT17/MOT20 the ground truth is filtered the standard way (class 1 = pedestrian, conf 1);
+otherwise every row with conf 1 counts.
+
+The functions are importable (the tracker tests and ``benchmarks/tracker_speed.py`` use them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import datetime
+import os
+import platform
+import sys
+import tempfile
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+from yolov8_trt_ros.core.config import TrackerConfig
+from yolov8_trt_ros.core.tracking.bytetrack import ByteTracker
+from yolov8_trt_ros.core.types import Detections
+
+F64 = npt.NDArray[np.float64]
+#: One frame of tracker output: ids [K] and boxes [K, 4] as x, y, w, h.
+FrameHyp = tuple[npt.NDArray[np.int64], F64]
+MOT_PREFIXES = ("MOT16", "MOT17", "MOT20")
+
+
+# ------------------------------------------------------------------------------------------------
+# Sequences
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class Sequence:
+    """Ground truth of one MOT-layout sequence; ``rows`` are per gt box, frames 1-based."""
+
+    name: str
+    path: Path
+    n_frames: int
+    frame_rate: float
+    width: int
+    height: int
+    frames: npt.NDArray[np.int64]
+    ids: npt.NDArray[np.int64]
+    boxes: F64  # x, y, w, h
+    class_ids: npt.NDArray[np.int64]  # 0-based
+    visibility: F64
+
+    def __post_init__(self) -> None:
+        self._order = np.argsort(self.frames, kind="stable")
+        self._sorted_frames = self.frames[self._order]
+
+    def rows_at(self, frame: int) -> npt.NDArray[np.intp]:
+        """Row indices of 1-based ``frame``, in file order."""
+        lo, hi = np.searchsorted(self._sorted_frames, [frame, frame + 1])
+        return self._order[lo:hi]
+
+
+def _read_csv(path: Path, min_cols: int) -> F64:
+    """A MOT text file as a float array; rows shorter than the longest are padded with NaN."""
+    if not path.is_file():
+        return np.zeros((0, min_cols))
+    rows = [line.split(",") for line in path.read_text().splitlines() if line.strip()]
+    if rows and min(len(r) for r in rows) < min_cols:
+        raise ValueError(f"{path}: every row needs at least {min_cols} comma-separated columns")
+    data = np.full((len(rows), max([min_cols, *(len(r) for r in rows)])), np.nan)
+    for i, r in enumerate(rows):
+        data[i, : len(r)] = [float(v) for v in r]
+    return data
+
+
+def read_sequence(seq_dir: Path, gt_filter: str = "auto") -> Sequence:
+    """Read ``seqinfo.ini`` and ``gt/gt.txt`` (``frame,id,x,y,w,h,conf,class,visibility``).
+
+    ``gt_filter``: ``mot17`` keeps class 1 with conf 1 (pedestrians that count), ``all`` keeps
+    every row with conf 1, ``auto`` picks ``mot17`` for MOT16/17/20 sequences.
+    """
+    ini = configparser.ConfigParser()
+    if not ini.read(seq_dir / "seqinfo.ini"):
+        raise FileNotFoundError(f"{seq_dir}/seqinfo.ini not found: not a MOT-layout sequence")
+    info = ini["Sequence"]
+    name = info.get("name", seq_dir.name)
+    gt = _read_csv(seq_dir / "gt" / "gt.txt", 6)
+    if gt.shape[1] < 9:  # MOT15-style files without conf/class/visibility
+        gt = np.concatenate([gt, np.full((gt.shape[0], 9 - gt.shape[1]), np.nan)], axis=1)
+    gt[:, 6:9] = np.where(np.isnan(gt[:, 6:9]), 1.0, gt[:, 6:9])
+    mode = gt_filter if gt_filter != "auto" else ("mot17" if name.startswith(MOT_PREFIXES) else "all")
+    keep = gt[:, 6] == 1
+    if mode == "mot17":
+        keep &= gt[:, 7] == 1
+    gt = gt[keep]
+    return Sequence(
+        name=name,
+        path=seq_dir,
+        n_frames=int(info.get("seqLength", int(gt[:, 0].max()) if len(gt) else 0)),
+        frame_rate=float(info.get("frameRate", 30)),
+        width=int(info.get("imWidth", 0)),
+        height=int(info.get("imHeight", 0)),
+        frames=gt[:, 0].astype(np.int64),
+        ids=gt[:, 1].astype(np.int64),
+        boxes=gt[:, 2:6].copy(),
+        class_ids=np.maximum(gt[:, 7].astype(np.int64) - 1, 0),
+        visibility=np.clip(gt[:, 8], 0.0, 1.0),
+    )
+
+
+def find_sequences(root: Path) -> list[Path]:
+    """``root`` itself if it is a sequence, else its sub-folders that are, sorted by name."""
+    if (root / "seqinfo.ini").is_file():
+        return [root]
+    seqs = sorted(p for p in root.iterdir() if (p / "seqinfo.ini").is_file())
+    if not seqs:
+        raise FileNotFoundError(f"no MOT-layout sequence (seqinfo.ini) in {root}")
+    return seqs
+
+
+def write_synthetic(out_dir: Path, n_sequences: int, seed: int, n_frames: int, n_objects: int) -> list[Path]:
+    """Synthetic sequences in MOT17 layout: ``gt/gt.txt`` and ``seqinfo.ini`` only.
+
+    Ground truth comes from ``tracking_ground_truth`` (identical to the ``gt.txt`` that
+    ``generate_tracking_sequences`` writes next to the rendered frames); no pixels are needed
+    when detections are simulated from the ground truth.
+    """
+    from yolov8_trt_ros.datasets.tracking import FRAME_RATE, sequence_name, tracking_ground_truth
+
+    paths = []
+    for s in range(n_sequences):
+        gt = tracking_ground_truth(seed, s, n_frames=n_frames, n_objects=n_objects)
+        seq_dir = out_dir / sequence_name(s)
+        (seq_dir / "gt").mkdir(parents=True, exist_ok=True)
+        (seq_dir / "gt" / "gt.txt").write_text(gt.mot_lines())
+        (seq_dir / "seqinfo.ini").write_text(
+            f"[Sequence]\nname={seq_dir.name}\nimDir=img1\nframeRate={FRAME_RATE}\nseqLength={n_frames}\n"
+            f"imWidth={gt.width}\nimHeight={gt.height}\nimExt=.jpg\n"
+        )
+        paths.append(seq_dir)
+    return paths
+
+
+# ------------------------------------------------------------------------------------------------
+# Detections
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class NoiseConfig:
+    """How detections are simulated from the ground truth (all probabilities per box and frame)."""
+
+    jitter: float = 0.04  # std of each box edge, as a fraction of the box width/height
+    miss_rate: float = 0.05  # misses of a well visible object
+    occluded_visibility: float = 0.6  # below this visibility an object counts as occluded
+    occluded_miss_rate: float = 0.25  # misses of an occluded object
+    min_visibility: float = 0.15  # below this it is never detected
+    occluded_low_score: float = 0.7  # an occluded detection scores in the low band
+    low_score_rate: float = 0.05  # a visible detection scores in the low band anyway
+    high_score_min: float = 0.55  # the high band: U(high_score_min, high_score_max)
+    high_score_max: float = 0.95
+    low_score_min: float = 0.15  # the low band: U(low_score_min, low_score_max)
+    low_score_max: float = 0.49
+    fp_per_frame: float = 1.5  # Poisson mean of false positives per frame
+    fp_high_rate: float = 0.15  # a false positive scores in the high band
+    class_flip: float = 0.0  # a true positive gets a random other class
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        group = parser.add_argument_group("simulated detections (when --detections is not given)")
+        for f in fields(cls):
+            group.add_argument(
+                f"--{f.name.replace('_', '-')}", type=float, default=f.default, dest=f"noise_{f.name}"
+            )
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> NoiseConfig:
+        return cls(**{f.name: getattr(args, f"noise_{f.name}") for f in fields(cls)})
+
+
+def simulate_detections(seq: Sequence, noise: NoiseConfig, seed: int) -> list[Detections]:
+    """Per frame (index 0 = frame 1) noisy detections of ``seq``'s ground truth, seeded."""
+    rng = np.random.default_rng([seed, zlib.crc32(seq.name.encode())])
+    n_classes = int(seq.class_ids.max()) + 1 if len(seq.class_ids) else 1
+    sizes = seq.boxes[:, 2:4] if len(seq.boxes) else np.array([[40.0, 80.0]])
+    width = seq.width or float(np.max(seq.boxes[:, 0] + seq.boxes[:, 2], initial=640.0))
+    height = seq.height or float(np.max(seq.boxes[:, 1] + seq.boxes[:, 3], initial=480.0))
+    out = []
+    for frame in range(1, seq.n_frames + 1):
+        rows = seq.rows_at(frame)
+        vis = seq.visibility[rows]
+        occluded = vis < noise.occluded_visibility
+        p_miss = np.where(occluded, noise.occluded_miss_rate, noise.miss_rate)
+        hit = (vis >= noise.min_visibility) & (rng.random(rows.size) >= p_miss)
+        rows, occluded = rows[hit], occluded[hit]
+        b = seq.boxes[rows]
+        whwh = np.concatenate([b[:, 2:4], b[:, 2:4]], axis=1)
+        xyxy = np.concatenate([b[:, :2], b[:, :2] + b[:, 2:4]], axis=1)
+        xyxy = xyxy + rng.normal(0.0, noise.jitter, xyxy.shape) * whwh
+        p_low = np.where(occluded, noise.occluded_low_score, noise.low_score_rate)
+        low = rng.random(rows.size) < p_low
+        scores = np.where(
+            low,
+            rng.uniform(noise.low_score_min, noise.low_score_max, rows.size),
+            rng.uniform(noise.high_score_min, noise.high_score_max, rows.size),
+        )
+        cls = seq.class_ids[rows].copy()
+        flip = rng.random(rows.size) < noise.class_flip
+        if n_classes > 1 and flip.any():
+            cls[flip] = (cls[flip] + rng.integers(1, n_classes, int(flip.sum()))) % n_classes
+        n_fp = int(rng.poisson(noise.fp_per_frame))
+        fp_wh = sizes[rng.integers(0, len(sizes), n_fp)]
+        fp_xy = rng.uniform(0.0, 1.0, (n_fp, 2)) * (np.array([width, height]) - fp_wh).clip(1.0)
+        fp_scores = np.where(
+            rng.random(n_fp) < noise.fp_high_rate,
+            rng.uniform(noise.high_score_min, noise.high_score_max, n_fp),
+            rng.uniform(noise.low_score_min, noise.low_score_max, n_fp),
+        )
+        boxes = np.concatenate([xyxy, np.concatenate([fp_xy, fp_xy + fp_wh], axis=1)])
+        all_scores = np.concatenate([scores, fp_scores])
+        all_cls = np.concatenate([cls, rng.integers(0, n_classes, n_fp)])
+        order = np.argsort(-all_scores, kind="stable")
+        out.append(Detections(boxes[order], all_scores[order], all_cls[order]))
+    return out
+
+
+def read_detections(path: Path, n_frames: int) -> list[Detections]:
+    """MOT ``det.txt`` (``frame,id,x,y,w,h,score[,class+1]``) as per-frame Detections.
+
+    Column 8, when present and >= 1, is taken as a 1-based class like gt.txt's; MOTChallenge's
+    own det files have -1 there (world x), which reads as class 0.
+    """
+    data = _read_csv(path, 7)
+    frames = data[:, 0].astype(np.int64)
+    cls = np.zeros(len(data), np.int32)
+    if data.shape[1] > 7:
+        with_class = data[:, 7] >= 1  # NaN (missing) and -1 read as class 0
+        cls[with_class] = data[with_class, 7].astype(np.int32) - 1
+    xyxy = np.concatenate([data[:, 2:4], data[:, 2:4] + data[:, 4:6]], axis=1)
+    out = []
+    for frame in range(1, n_frames + 1):
+        r = np.flatnonzero(frames == frame)
+        r = r[np.argsort(-data[r, 6], kind="stable")]
+        out.append(Detections(xyxy[r], data[r, 6], cls[r]))
+    return out
+
+
+def detections_file(spec: str, seq: Sequence) -> Path:
+    """``seq`` for the sequence's own det/det.txt, else ``DIR/<name>.txt`` or ``DIR/<name>/det/det.txt``."""
+    if spec == "seq":
+        return seq.path / "det" / "det.txt"
+    for candidate in (Path(spec) / f"{seq.name}.txt", Path(spec) / seq.name / "det" / "det.txt"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"no detections for {seq.name} in {spec} (<name>.txt or <name>/det/det.txt)")
+
+
+# ------------------------------------------------------------------------------------------------
+# Trackers
+# ------------------------------------------------------------------------------------------------
+class UltralyticsResults:
+    """The slice of ``ultralytics.engine.results.Boxes`` that BYTETracker reads."""
+
+    def __init__(self, xywh: F64, conf: F64, cls: F64) -> None:
+        self.xywh, self.conf, self.cls = xywh, conf, cls
+
+    def __len__(self) -> int:
+        return len(self.conf)
+
+    def __getitem__(self, idx: Any) -> UltralyticsResults:
+        return UltralyticsResults(self.xywh[idx], self.conf[idx], self.cls[idx])
+
+
+def ultralytics_results(dets: Detections) -> UltralyticsResults:
+    """Our detections (xyxy) as the boxes object BYTETracker reads (centre xywh)."""
+    b = dets.boxes.astype(np.float64)
+    xywh = np.concatenate([(b[:, :2] + b[:, 2:]) / 2.0, b[:, 2:] - b[:, :2]], axis=1)
+    return UltralyticsResults(xywh, dets.scores.astype(np.float64), dets.class_ids.astype(np.float64))
+
+
+def ultralytics_args(cfg: TrackerConfig) -> SimpleNamespace:
+    """ultralytics' bytetrack.yaml namespace carrying our parameters.
+
+    Its second-stage (0.5) and unconfirmed (0.7) thresholds are fixed in its code and equal
+    our defaults; its ``track_buffer`` is not scaled by the frame rate, so it gets our
+    ``max_time_lost``.
+    """
+    return SimpleNamespace(
+        tracker_type="bytetrack",
+        track_high_thresh=cfg.track_thresh,
+        track_low_thresh=cfg.low_thresh,
+        new_track_thresh=cfg.new_track_thresh,
+        track_buffer=cfg.max_time_lost,
+        match_thresh=cfg.match_thresh,
+        fuse_score=cfg.fuse_score,
+    )
+
+
+class UltralyticsTracker:
+    """ultralytics' BYTETracker behind our interface: Detections in, (ids, xywh boxes) out.
+
+    Its output gets the same ``min_box_area`` filter as ours, so both publish alike.
+    """
+
+    def __init__(self, cfg: TrackerConfig) -> None:
+        from ultralytics.trackers.byte_tracker import BYTETracker
+
+        self.cfg = cfg
+        self.tracker = BYTETracker(ultralytics_args(cfg))
+
+    def update(self, dets: Detections) -> FrameHyp:
+        out = np.asarray(self.tracker.update(ultralytics_results(dets))).reshape(-1, 8)
+        boxes = np.concatenate([out[:, :2], out[:, 2:4] - out[:, :2]], axis=1)
+        keep = boxes[:, 2] * boxes[:, 3] > self.cfg.min_box_area
+        return out[keep, 4].astype(np.int64), boxes[keep]
+
+
+class OurTracker:
+    """Our ByteTracker with the same (ids, xywh boxes) output."""
+
+    def __init__(self, cfg: TrackerConfig) -> None:
+        self.tracker = ByteTracker(cfg)
+
+    def update(self, dets: Detections) -> FrameHyp:
+        tracks = self.tracker.update(dets)
+        ids = np.array([t.track_id for t in tracks], dtype=np.int64)
+        b = np.array([t.box_xyxy for t in tracks], dtype=np.float64).reshape(-1, 4)
+        return ids, np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)
+
+
+TRACKERS: dict[str, Callable[[TrackerConfig], Any]] = {"ours": OurTracker, "ultralytics": UltralyticsTracker}
+
+
+def run_tracker(name: str, cfg: TrackerConfig, dets: Iterable[Detections]) -> list[FrameHyp]:
+    tracker = TRACKERS[name](cfg)
+    return [tracker.update(d) for d in dets]
+
+
+# ------------------------------------------------------------------------------------------------
+# Metrics
+# ------------------------------------------------------------------------------------------------
+METRICS = (
+    "mota",
+    "idf1",
+    "num_switches",
+    "num_false_positives",
+    "num_misses",
+    "mostly_tracked",
+    "num_objects",
+)
+
+
+def mot_iou_distance(objs: F64, hyps: F64, max_iou: float = 0.5) -> F64:
+    """``motmetrics.distances.iou_matrix`` (1 - IoU, NaN = do not pair above ``max_iou``).
+
+    Re-stated with motmetrics' own ``boxiou`` because ``iou_matrix`` in motmetrics 1.4.0 calls
+    ``np.asfarray``, which NumPy 2 removed.
+    """
+    import motmetrics as mm
+
+    objs = np.asarray(objs, dtype=np.float64).reshape(-1, 4)
+    hyps = np.asarray(hyps, dtype=np.float64).reshape(-1, 4)
+    if objs.shape[0] == 0 or hyps.shape[0] == 0:
+        return np.empty((objs.shape[0], hyps.shape[0]))
+    dist = 1.0 - mm.distances.boxiou(objs[:, None], hyps[None, :])
+    return np.where(dist > max_iou, np.nan, dist)
+
+
+def accumulate(seq: Sequence, hyps: list[FrameHyp]) -> Any:
+    """A motmetrics accumulator of ``hyps`` against ``seq`` (match when IoU >= 0.5)."""
+    import motmetrics as mm
+
+    acc = mm.MOTAccumulator(auto_id=True)
+    for frame in range(1, seq.n_frames + 1):
+        rows = seq.rows_at(frame)
+        ids, boxes = hyps[frame - 1] if frame <= len(hyps) else (np.zeros(0, np.int64), np.zeros((0, 4)))
+        dist = mot_iou_distance(seq.boxes[rows], boxes, max_iou=0.5)
+        acc.update(seq.ids[rows].tolist(), ids.tolist(), dist)
+    return acc
+
+
+def summarise(accs: list[Any], names: list[str]) -> Any:
+    """motmetrics summary DataFrame, one row per sequence plus ``OVERALL``."""
+    import motmetrics as mm
+
+    mh = mm.metrics.create()
+    return mh.compute_many(accs, metrics=list(METRICS), names=names, generate_overall=True)
+
+
+@dataclass
+class Comparison:
+    """Per-sequence and overall metrics for each tracker (motmetrics DataFrames)."""
+
+    sequences: list[str]
+    summaries: dict[str, Any]
+
+    def row(self, tracker: str, seq: str = "OVERALL") -> dict[str, float]:
+        return {k: float(v) for k, v in self.summaries[tracker].loc[seq].items()}
+
+
+def compare(
+    seqs: list[Sequence], dets: list[list[Detections]], cfg: TrackerConfig, trackers: Iterable[str] = TRACKERS
+) -> Comparison:
+    """Run every tracker on exactly the same detections and score them."""
+    names = [s.name for s in seqs]
+    summaries = {}
+    for name in trackers:
+        accs = [accumulate(seq, run_tracker(name, cfg, d)) for seq, d in zip(seqs, dets, strict=True)]
+        summaries[name] = summarise(accs, names)
+    return Comparison(names, summaries)
+
+
+def markdown_table(result: Comparison) -> str:
+    """Side-by-side table: MOTA and IDF1 in percent, ID switches, FP, FN, per sequence and overall."""
+    trackers = list(result.summaries)
+    head = "| sequence | GT boxes | " + " | ".join(
+        f"MOTA {t} | IDF1 {t} | IDsw {t} | FP {t} | FN {t}" for t in trackers
+    )
+    lines = [head + " |", "|" + "---|" * (2 + 5 * len(trackers))]
+    for seq in [*result.sequences, "OVERALL"]:
+        cells = [
+            f"**{seq}**" if seq == "OVERALL" else seq,
+            str(int(result.row(trackers[0], seq)["num_objects"])),
+        ]
+        for t in trackers:
+            r = result.row(t, seq)
+            cells += [
+                f"{100 * r['mota']:.2f}",
+                f"{100 * r['idf1']:.2f}",
+                str(int(r["num_switches"])),
+                str(int(r["num_false_positives"])),
+                str(int(r["num_misses"])),
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------
+# CLI
+# ------------------------------------------------------------------------------------------------
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, {platform.system()}"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument(
+        "--sequences", type=Path, help="a MOT-layout sequence dir, or a dir of them (e.g. MOT17/train)"
+    )
+    src.add_argument(
+        "--synthetic", type=int, metavar="N", help="generate N synthetic sequences into a temp dir"
+    )
+    p.add_argument("--seed", type=int, default=0, help="synthetic sequences and detection noise")
+    p.add_argument("--frames", type=int, default=600, help="frames per synthetic sequence")
+    p.add_argument("--objects", type=int, default=12, help="objects per synthetic sequence")
+    p.add_argument("--keep", type=Path, help="write the synthetic sequences here instead of a temp dir")
+    p.add_argument("--gt-filter", choices=("auto", "mot17", "all"), default="auto")
+    p.add_argument("--detections", help="'seq' (SEQ/det/det.txt) or a dir of <SEQ>.txt / <SEQ>/det/det.txt")
+    p.add_argument("--tracker-config", type=Path, help="YAML with TrackerConfig keys (defaults otherwise)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override TrackerConfig fields")
+    p.add_argument("--trackers", nargs="+", choices=list(TRACKERS), default=list(TRACKERS))
+    p.add_argument("--markdown", type=Path, help="append a dated results section to this Markdown file")
+    NoiseConfig.add_arguments(p)
+    return p.parse_args(argv)
+
+
+def tracker_config(path: Path | None, overrides: list[str]) -> TrackerConfig:
+    import yaml
+
+    values: dict[str, Any] = yaml.safe_load(path.read_text()) if path else {}
+    values = dict(values or {})
+    for item in overrides:
+        key, _, raw = item.partition("=")
+        values[key] = yaml.safe_load(raw)
+    return TrackerConfig.from_mapping(values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cfg = tracker_config(args.tracker_config, args.set)
+    noise = NoiseConfig.from_args(args)
+    with tempfile.TemporaryDirectory(prefix="synthetic_mot_") as tmp:
+        if args.synthetic is not None:
+            out = args.keep or Path(tmp)
+            seq_dirs = write_synthetic(out, args.synthetic, args.seed, args.frames, args.objects)
+        else:
+            seq_dirs = find_sequences(args.sequences)
+        seqs = [read_sequence(d, args.gt_filter) for d in seq_dirs]
+        if args.detections:
+            dets = [read_detections(detections_file(args.detections, s), s.n_frames) for s in seqs]
+        else:
+            dets = [simulate_detections(s, noise, args.seed) for s in seqs]
+        if cfg.frame_rate != 30.0 or any(s.frame_rate != cfg.frame_rate for s in seqs):
+            print(f"note: tracker frame_rate={cfg.frame_rate}; sequences: {[s.frame_rate for s in seqs]}")
+        result = compare(seqs, dets, cfg, args.trackers)
+    table = markdown_table(result)
+    print(table)
+    for t in args.trackers:
+        r = result.row(t)
+        print(
+            f"{t:12s} MOTA {100 * r['mota']:6.2f}  IDF1 {100 * r['idf1']:6.2f}  IDsw {int(r['num_switches'])}"
+        )
+    if args.markdown:
+        import ultralytics
+
+        from yolov8_trt_ros.datasets.synthetic import GENERATOR_VERSION
+
+        command = "python scripts/evaluate_tracker.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        synthetic = f"{args.synthetic} synthetic, generator {GENERATOR_VERSION}"
+        source = synthetic if args.synthetic is not None else args.sequences
+        section = (
+            f"\n## Accuracy: {datetime.date.today().isoformat()}\n\n"
+            f"- Machine: {_machine()}, ultralytics {ultralytics.__version__}\n- Command: `{command}`\n"
+            f"- Sequences: {source}\n- Tracker config: `{cfg.to_dict()}`\n"
+            f"- Detections: {'from ' + args.detections if args.detections else f'simulated, {noise}'}\n\n"
+            + table
+        )
+        with args.markdown.open("a") as fh:
+            fh.write(section)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
