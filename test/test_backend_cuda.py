@@ -1,0 +1,127 @@
+"""CudaBackend (PyTorch + CUDA graphs) against ONNX Runtime FP32: raw head and detections."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from _yolo_models import TEST_IMGSZ, letterbox_images
+from yolov8_trt_ros.core.backends.base import BackendError
+from yolov8_trt_ros.core.backends.onnxruntime_backend import OnnxRuntimeBackend
+from yolov8_trt_ros.core.config import EngineConfig
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_MODEL = REPO / "models/test/yolov8n_synth.onnx"
+VAL_IMAGES = REPO / "data/synth/detection/images/val"
+
+
+def test_without_a_gpu_it_is_a_backend_error(tmp_path: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    from yolov8_trt_ros.core.backends.cuda_backend import CudaBackend
+
+    with pytest.raises(BackendError, match="no CUDA GPU"):
+        CudaBackend(EngineConfig(model_path=str(tmp_path / "m.onnx")))
+
+
+@pytest.fixture(scope="module")
+def model_and_images(tmp_path_factory: pytest.TempPathFactory, assets_dir: Path) -> tuple[Path, np.ndarray]:
+    """The trained test model on val images if present, else a seeded yolov8n saved as .pt + ONNX."""
+    if TEST_MODEL.is_file() and TEST_MODEL.with_suffix(".pt").is_file():
+        paths = sorted(VAL_IMAGES.glob("*.jpg"))[:16] or [assets_dir / "bus.jpg", assets_dir / "zidane.jpg"]
+        size = OnnxRuntimeBackend(EngineConfig(model_path=str(TEST_MODEL))).info.input_height
+        return TEST_MODEL, letterbox_images(paths, size)
+    from ultralytics import YOLO
+
+    from yolov8_trt_ros.core.export import export_onnx
+
+    tmp = tmp_path_factory.mktemp("cuda_model")
+    torch.manual_seed(0)
+    YOLO("yolov8n.yaml").save(str(tmp / "seeded.pt"))
+    onnx_path = export_onnx(tmp / "seeded.pt", tmp / "seeded.onnx", imgsz=TEST_IMGSZ)
+    return onnx_path, letterbox_images([assets_dir / "bus.jpg", assets_dir / "zidane.jpg"])
+
+
+def _backends(onnx_path: Path, precision: str, **kw):
+    from yolov8_trt_ros.core.backends.cuda_backend import CudaBackend
+
+    cuda = CudaBackend(EngineConfig(model_path=str(onnx_path), precision=precision, max_batch_size=16, **kw))
+    ort = OnnxRuntimeBackend(EngineConfig(model_path=str(onnx_path), precision="fp32", max_batch_size=16))
+    return cuda, ort
+
+
+@pytest.mark.gpu
+def test_fp32_raw_head_matches_onnxruntime(model_and_images) -> None:
+    onnx_path, images = model_and_images
+    cuda, ort = _backends(onnx_path, "fp32")
+    ref = ort.infer(images).raw
+    for graph_batch in (images, images[:1]):  # two batch sizes: two captured graphs
+        out = cuda.infer(torch.from_numpy(graph_batch).cuda()).raw
+        assert isinstance(out, torch.Tensor) and out.is_cuda and out.dtype == torch.float32
+        n = len(graph_batch)
+        np.testing.assert_allclose(out.cpu().numpy(), ref[:n], rtol=1e-3, atol=2e-3)
+    cuda.close()
+
+
+@pytest.mark.gpu
+def test_outputs_are_not_overwritten_by_the_next_replay(model_and_images) -> None:
+    onnx_path, images = model_and_images
+    cuda, _ = _backends(onnx_path, "fp16")
+    x = torch.from_numpy(images).cuda().half()
+    first = cuda.infer(x).raw
+    kept = first.clone()
+    second = cuda.infer(torch.flip(x, dims=[0])).raw  # different input, same batch: same graph
+    torch.testing.assert_close(first, kept, rtol=0, atol=0)
+    torch.testing.assert_close(second, torch.flip(kept, dims=[0]), rtol=2e-2, atol=0.5)
+    cuda.close()
+    with pytest.raises(BackendError, match="closed"):
+        cuda.infer(x)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp16", "fp32"])
+def test_detections_match_onnxruntime_fp32(model_and_images, precision: str) -> None:
+    """Every ORT FP32 detection has a same-class CUDA detection with IoU >= 0.95."""
+    from ultralytics.utils.metrics import box_iou
+    from ultralytics.utils.nms import non_max_suppression
+
+    onnx_path, images = model_and_images
+    if onnx_path != TEST_MODEL:
+        pytest.skip("needs the trained test model: an untrained one detects nothing")
+    cuda, ort = _backends(onnx_path, precision)
+    ref = non_max_suppression(torch.from_numpy(ort.infer(images).raw), 0.25, 0.45)
+    got = non_max_suppression(cuda.infer(torch.from_numpy(images).cuda()).raw.cpu(), 0.25, 0.45)
+    matched = total = 0
+    for r, g in zip(ref, got, strict=True):
+        assert abs(len(r) - len(g)) <= max(1, len(r) // 10)
+        if len(r) == 0 or len(g) == 0:
+            continue
+        iou = box_iou(r[:, :4], g[:, :4])
+        iou[r[:, 5][:, None] != g[:, 5][None, :]] = 0
+        matched += int((iou.max(dim=1).values >= 0.95).sum())
+        total += len(r)
+    assert total > 0
+    assert matched >= 0.98 * total, f"{matched}/{total} detections matched"
+    cuda.close()
+
+
+@pytest.mark.gpu
+def test_input_checks(model_and_images) -> None:
+    onnx_path, images = model_and_images
+    cuda, _ = _backends(onnx_path, "fp16")
+    with pytest.raises(BackendError, match="shape"):
+        cuda.infer(torch.zeros((1, 3, 32, 32), device="cuda"))
+    with pytest.raises(BackendError, match="dtype"):
+        cuda.infer(torch.zeros((1, *images.shape[1:]), dtype=torch.uint8, device="cuda"))
+    cuda.close()
+
+
+@pytest.mark.gpu
+def test_missing_weights_is_a_backend_error(tmp_path: Path) -> None:
+    from yolov8_trt_ros.core.backends.cuda_backend import CudaBackend
+
+    with pytest.raises(BackendError, match=r"\.pt"):
+        CudaBackend(EngineConfig(model_path=str(tmp_path / "nothing.onnx")))
