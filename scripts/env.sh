@@ -20,5 +20,10 @@ export PYTHONPATH="$_Y8_ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
 # Keep DDS discovery on this host unless the user asks otherwise (robots override this).
 export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
+# Large shared-memory segments so same-host camera images are not fragmented over UDP (see the file).
+if [[ -z "${FASTDDS_DEFAULT_PROFILES_FILE:-}${FASTRTPS_DEFAULT_PROFILES_FILE:-}" ]]; then
+  export FASTDDS_DEFAULT_PROFILES_FILE="$_Y8_ROOT/config/fastdds.xml"
+  export FASTRTPS_DEFAULT_PROFILES_FILE="$_Y8_ROOT/config/fastdds.xml"  # Fast DDS 2.x (Humble)
+fi
 export YOLO_OFFLINE=1
 unset _Y8_ROOT _Y8_INSTALL _d

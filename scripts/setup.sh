@@ -81,7 +81,8 @@ if [[ $MODE == wheels ]]; then
   export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
   export CMAKE_PREFIX_PATH="$VENV${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
 fi
-if ! "$PY" -c 'import vision_msgs.msg' 2>/dev/null || [[ -d "$WS/install/vision_msgs" ]]; then
+# The stand-in is built where no vision_msgs exists, and kept once built here (it is then ours).
+if [[ -f "$WS/install/share/vision_msgs/package.xml" ]] || ! "$PY" -c 'import vision_msgs.msg' 2>/dev/null; then
   PKG_PATHS=(ros_deps/vision_msgs "${PKG_PATHS[@]}")
 fi
 SRC_HASH="$(hash_of $(find "${PKG_PATHS[@]}" -type f | sort))"

@@ -54,3 +54,30 @@ def assets_dir() -> Path:
 
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
+# Each test session gets its own DDS domain and stays on this host, so concurrent runs (and
+# the processes a test starts, which inherit this environment) only ever see each other.
+os.environ["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 200)
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+
+TEST_MODEL = REPO / "models" / "test" / "yolov8n_synth.onnx"
+
+
+@pytest.fixture(scope="session")
+def rclpy_session():
+    """rclpy initialised once for the test process."""
+    import rclpy
+
+    rclpy.init()
+    yield
+    rclpy.try_shutdown()
+
+
+@pytest.fixture(scope="session")
+def detector_model() -> Path:
+    """The ONNX the node tests run: the trained 10-class test model, else a seeded yolov8n.yaml."""
+    if TEST_MODEL.is_file():
+        return TEST_MODEL
+    from _yolo_models import yaml_onnx
+
+    return yaml_onnx(320)

@@ -1,0 +1,160 @@
+"""The one data path: images → preprocess → engine → postprocess → filters → tracker.
+
+The node and the scripts only call ``Pipeline``; each stage is a module with a small typed
+interface, chosen here once from the stage configs and the backend's capabilities.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from yolov8_trt_ros.core.backends.base import Backend
+from yolov8_trt_ros.core.config import (
+    EngineConfig,
+    FilterConfig,
+    PostprocessConfig,
+    PreprocessConfig,
+    TrackerConfig,
+)
+from yolov8_trt_ros.core.filters import DetectionFilter
+from yolov8_trt_ros.core.postprocess import postprocess
+from yolov8_trt_ros.core.profiling import Profiler
+from yolov8_trt_ros.core.tracking.bytetrack import ByteTracker
+from yolov8_trt_ros.core.types import Detections, Letterbox, Track
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass
+class PipelineConfig:
+    """The five stage configs together, as read from one YAML/ROS parameter set."""
+
+    preprocess: PreprocessConfig
+    engine: EngineConfig
+    postprocess: PostprocessConfig
+    filters: FilterConfig
+    tracker: TrackerConfig
+
+    @classmethod
+    def default(cls) -> PipelineConfig:
+        return cls(PreprocessConfig(), EngineConfig(), PostprocessConfig(), FilterConfig(), TrackerConfig())
+
+
+@dataclass
+class FrameResult:
+    """What the pipeline gives back for one image."""
+
+    detections: Detections
+    tracks: list[Track] | None
+    letterbox: Letterbox
+
+
+def _make_preprocessor(cfg: PreprocessConfig, backend: Backend) -> Any:
+    """CPU letterbox for CPU backends, the fused CUDA kernel on the engine's stream otherwise."""
+    if backend.info.device == "cpu":
+        from yolov8_trt_ros.core.preprocess import CpuPreprocessor
+
+        return CpuPreprocessor(cfg)
+    from yolov8_trt_ros.core.preprocess_cuda import CudaPreprocessor
+
+    device_id = int(backend.info.device.split(":")[1]) if ":" in backend.info.device else 0
+    return CudaPreprocessor(cfg, device_id=device_id, stream=getattr(backend, "stream", None))
+
+
+class Pipeline:
+    """Owns one backend and the stages around it; thread-safe for config updates.
+
+    ``process`` runs on one worker thread; ``update_*`` may be called from another (the ROS
+    parameter callback) and take effect from the next frame.
+    """
+
+    def __init__(self, cfg: PipelineConfig, backend: Backend, profiler: Profiler | None = None) -> None:
+        self.backend = backend
+        info = backend.info
+        # The network's input size wins over the configured one: an engine has a fixed size.
+        self.preprocess_cfg = cfg.preprocess.replace(
+            input_width=info.input_width, input_height=info.input_height, fp16=info.input_fp16
+        )
+        self.preprocessor = _make_preprocessor(self.preprocess_cfg, backend)
+        self.filter = DetectionFilter(cfg.filters, cfg.postprocess.conf_threshold)
+        self.postprocess_cfg = self._decode_config(cfg.postprocess, cfg.filters)
+        self.tracker_cfg = cfg.tracker
+        self.tracker = ByteTracker(cfg.tracker)
+        self.profiler = profiler or Profiler()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def create(cls, cfg: PipelineConfig, profiler: Profiler | None = None) -> Pipeline:
+        """Load the backend named by ``cfg.engine`` (``auto`` picks the best available)."""
+        from yolov8_trt_ros.core.backends.factory import create_backend
+
+        return cls(cfg, create_backend(cfg.engine, cfg.postprocess), profiler)
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(getattr(self.backend.info, "class_names", ()) or ())
+
+    def process(self, images: Sequence[np.ndarray], encodings: Sequence[str]) -> list[FrameResult]:
+        """Run all stages on a batch of decoded images (HWC uint8 views, any supported encoding)."""
+        prof = self.profiler
+        with self._lock:
+            post_cfg, det_filter, tracker = self.postprocess_cfg, self.filter, self.tracker
+            track = self.tracker_cfg.enabled
+        with prof.stage("preprocess"):
+            tensor, letterboxes = self.preprocessor(images, encodings)
+        with prof.stage("inference"):
+            output = self.backend.infer(tensor)
+        with prof.stage("postprocess"):
+            if output.raw is not None and not isinstance(output.raw, np.ndarray):
+                from yolov8_trt_ros.core.postprocess import postprocess_torch
+
+                dets = postprocess_torch(output.raw, letterboxes, post_cfg)
+            else:
+                dets = postprocess(output, letterboxes, post_cfg)
+            dets = [det_filter(d) for d in dets]
+        results: list[FrameResult] = []
+        with prof.stage("tracking"):
+            for d, lb in zip(dets, letterboxes, strict=True):
+                results.append(FrameResult(d, tracker.update(d) if track else None, lb))
+        return results
+
+    def _decode_config(self, post: PostprocessConfig, filters: FilterConfig) -> PostprocessConfig:
+        """Decode with the lowest threshold any class may need; the filter applies the rest.
+
+        A per-class threshold below the global one must see that class's low-score boxes.
+        """
+        lowest = min([post.conf_threshold, *filters.class_thresholds.values()])
+        return post.replace(num_classes=self.backend.info.num_classes, conf_threshold=lowest)
+
+    def update_postprocess(self, cfg: PostprocessConfig) -> None:
+        with self._lock:
+            self.filter.update(self.filter.cfg, cfg.conf_threshold)
+            self.postprocess_cfg = self._decode_config(cfg, self.filter.cfg)
+
+    def update_filters(self, cfg: FilterConfig) -> None:
+        with self._lock:
+            conf = self.filter.conf_threshold
+            self.filter.update(cfg, conf)
+            self.postprocess_cfg = self._decode_config(self.postprocess_cfg.replace(conf_threshold=conf), cfg)
+
+    def update_tracker(self, cfg: TrackerConfig) -> None:
+        with self._lock:
+            self.tracker_cfg = cfg
+            self.tracker.update_config(cfg)
+
+    def reset_tracker(self) -> None:
+        with self._lock:
+            self.tracker.reset()
+
+    def close(self) -> None:
+        """Free the engine and device buffers (lifecycle cleanup)."""
+        self.backend.close()
+        close = getattr(self.preprocessor, "close", None)
+        if close is not None:
+            close()

@@ -1,0 +1,115 @@
+"""Frame sources for the camera-source node, the demo and the benchmarks (ROS-free).
+
+A source string names where frames come from:
+  * a video file (anything OpenCV's VideoCapture reads),
+  * a directory of images (sorted by name) or a single image,
+  * ``samples``: ultralytics' bundled photos (bus.jpg, zidane.jpg),
+  * ``synthetic[:seed]``: a generated tracking sequence of the project's synthetic scenes
+    (moving, occluding objects of the test model's classes), made in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+class SourceError(ValueError):
+    """The frame source cannot be opened or holds no frames."""
+
+
+def _image_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    else:
+        files = [path]
+    if not files:
+        raise SourceError(f"no images in {path}")
+    return files
+
+
+def _read_image(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise SourceError(f"cannot read image {path}")
+    return image
+
+
+def _synthetic_frames(spec: str, n_frames: int) -> Iterator[np.ndarray]:
+    """Frames of synthetic tracking sequence 0 for ``synthetic[:seed]``, rendered as they are read."""
+    from yolov8_trt_ros.datasets.tracking import render_tracking_frame
+
+    seed = int(spec.split(":", 1)[1]) if ":" in spec else 0
+    for frame in range(n_frames):
+        yield render_tracking_frame(seed, 0, frame, n_frames, 640, 480, 8)[0]
+
+
+def _video_frames(path: Path) -> Iterator[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise SourceError(f"cannot open video {path}")
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                return
+            yield frame
+    finally:
+        cap.release()
+
+
+def iter_frames(source: str, loops: int = 1, synthetic_frames: int = 300) -> Iterator[np.ndarray]:
+    """bgr8 frames from ``source``, ``loops`` times over (0: forever).
+
+    The source is opened (and a missing one reported) now; frames are read lazily.
+    """
+    one_pass: Callable[[], Iterator[np.ndarray]]
+    if source == "samples":
+        from ultralytics.utils import ASSETS
+
+        images = [_read_image(p) for p in _image_files(Path(ASSETS))]
+        one_pass = lambda: iter(images)  # noqa: E731
+    elif source.startswith("synthetic"):
+        one_pass = lambda: _synthetic_frames(source, synthetic_frames)  # noqa: E731
+    else:
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise SourceError(f"source {source!r} does not exist")
+        if path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES:
+            one_pass = lambda: _video_frames(path)  # noqa: E731
+        else:
+            files = [_read_image(p) for p in _image_files(path)]
+            one_pass = lambda: iter(files)  # noqa: E731
+    return _repeat(one_pass, loops, source)
+
+
+def _repeat(one_pass: Callable[[], Iterator[np.ndarray]], loops: int, source: str) -> Iterator[np.ndarray]:
+    done = 0
+    while loops == 0 or done < loops:
+        yielded = False
+        for frame in one_pass():
+            yielded = True
+            yield frame
+        if not yielded:
+            raise SourceError(f"source {source!r} has no frames")
+        done += 1
+
+
+def convert_bgr(frame: np.ndarray, encoding: str) -> np.ndarray:
+    """A bgr8 frame in another encoding the node accepts (OpenCV has no BGR→YUYV, so not that)."""
+    conversions = {
+        "bgr8": None,
+        "rgb8": cv2.COLOR_BGR2RGB,
+        "mono8": cv2.COLOR_BGR2GRAY,
+        "bgra8": cv2.COLOR_BGR2BGRA,
+        "rgba8": cv2.COLOR_BGR2RGBA,
+    }
+    if encoding not in conversions:
+        raise SourceError(f"camera source cannot produce {encoding!r}; use one of {list(conversions)}")
+    code = conversions[encoding]
+    return frame if code is None else cv2.cvtColor(frame, code)

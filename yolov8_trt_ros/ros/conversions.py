@@ -1,0 +1,179 @@
+"""Between ROS messages and the core's types: images in, detections/tracks/debug images out.
+
+No cv_bridge: it is not installable from PyPI and the node needs only a zero-copy view of
+``Image.data`` (validated by core.image_input) and a few message builders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
+from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+
+from yolov8_trt_msgs.msg import TrackedObject, TrackedObjectArray
+from yolov8_trt_ros.core.image_input import decode_compressed, image_from_buffer
+from yolov8_trt_ros.core.types import Detections, Track
+
+_TRACK_STATES = {
+    "new": TrackedObject.STATE_NEW,
+    "tracked": TrackedObject.STATE_TRACKED,
+    "lost": TrackedObject.STATE_LOST,
+    "removed": TrackedObject.STATE_REMOVED,
+}
+
+
+def image_to_array(msg: Image, max_pixels: int) -> tuple[np.ndarray, str]:
+    """A validated HWC view of ``msg.data`` and its encoding; raises ImageError on bad input."""
+    array = image_from_buffer(
+        msg.data,
+        width=msg.width,
+        height=msg.height,
+        step=msg.step,
+        encoding=msg.encoding,
+        is_bigendian=bool(msg.is_bigendian),
+        max_pixels=max_pixels,
+    )
+    return array, msg.encoding
+
+
+def compressed_to_array(msg: CompressedImage, max_pixels: int) -> tuple[np.ndarray, str]:
+    """Decode a JPEG/PNG ``CompressedImage`` to bgr8; raises ImageError on corrupt data."""
+    return decode_compressed(bytes(msg.data), max_pixels=max_pixels), "bgr8"
+
+
+def array_to_image(array: np.ndarray, encoding: str, header: Header) -> Image:
+    """An Image message holding a copy of a contiguous HWC uint8 array."""
+    array = np.ascontiguousarray(array)
+    msg = Image(header=header, height=array.shape[0], width=array.shape[1], encoding=encoding)
+    msg.is_bigendian = 0
+    msg.step = int(array.strides[0])
+    msg.data = array.tobytes()
+    return msg
+
+
+def class_label(class_id: int, names: Sequence[str], use_names: bool) -> str:
+    """The class as published: its name where known and wanted, else its number."""
+    if use_names and 0 <= class_id < len(names):
+        return names[class_id]
+    return str(class_id)
+
+
+def _set_box(det_bbox: object, box: Sequence[float]) -> None:
+    x1, y1, x2, y2 = (float(v) for v in box)
+    det_bbox.center.position.x = (x1 + x2) / 2.0  # type: ignore[attr-defined]
+    det_bbox.center.position.y = (y1 + y2) / 2.0  # type: ignore[attr-defined]
+    det_bbox.size_x = x2 - x1  # type: ignore[attr-defined]
+    det_bbox.size_y = y2 - y1  # type: ignore[attr-defined]
+
+
+def detections_to_msg(
+    dets: Detections, header: Header, names: Sequence[str], use_names: bool
+) -> Detection2DArray:
+    """Detection2DArray with the input image's header, boxes in source-image pixels."""
+    out = Detection2DArray(header=header)
+    boxes = dets.boxes.tolist()
+    scores = dets.scores.tolist()
+    classes = dets.class_ids.tolist()
+    for box, score, cls in zip(boxes, scores, classes, strict=True):
+        det = Detection2D(header=header)
+        hyp = ObjectHypothesisWithPose()
+        hyp.hypothesis.class_id = class_label(cls, names, use_names)
+        hyp.hypothesis.score = float(score)
+        hyp.pose.pose.position.x = (box[0] + box[2]) / 2.0
+        hyp.pose.pose.position.y = (box[1] + box[3]) / 2.0
+        det.results.append(hyp)
+        _set_box(det.bbox, box)
+        out.detections.append(det)
+    return out
+
+
+def tracks_to_msg(
+    tracks: Sequence[Track], header: Header, names: Sequence[str], use_names: bool, frame_rate: float
+) -> TrackedObjectArray:
+    """TrackedObjectArray; Kalman velocities (pixels/frame) converted to pixels/second."""
+    out = TrackedObjectArray(header=header)
+    for t in tracks:
+        obj = TrackedObject()
+        obj.id = int(t.track_id)
+        obj.class_index = int(t.class_id)
+        obj.class_id = class_label(t.class_id, names, use_names)
+        obj.score = float(t.score)
+        _set_box(obj.bbox, t.box_xyxy)
+        obj.velocity_x = float(t.velocity_xy[0] * frame_rate)
+        obj.velocity_y = float(t.velocity_xy[1] * frame_rate)
+        obj.age = int(t.age)
+        obj.state = _TRACK_STATES[t.state]
+        out.objects.append(obj)
+    return out
+
+
+def _palette(index: int) -> tuple[int, int, int]:
+    hue = (index * 47) % 180
+    bgr = cv2.cvtColor(np.uint8([[[hue, 220, 255]]]), cv2.COLOR_HSV2BGR)[0, 0]
+    return int(bgr[0]), int(bgr[1]), int(bgr[2])
+
+
+def to_bgr(image: np.ndarray, encoding: str) -> np.ndarray:
+    """A bgr8 copy of a decoded image, for drawing."""
+    conversions = {
+        "rgb8": cv2.COLOR_RGB2BGR,
+        "mono8": cv2.COLOR_GRAY2BGR,
+        "bgra8": cv2.COLOR_BGRA2BGR,
+        "rgba8": cv2.COLOR_RGBA2BGR,
+        "yuv422_yuy2": cv2.COLOR_YUV2BGR_YUY2,
+    }
+    if encoding == "bgr8":
+        return np.ascontiguousarray(image).copy()
+    return cv2.cvtColor(np.ascontiguousarray(image), conversions[encoding])
+
+
+def annotate(
+    image: np.ndarray,
+    encoding: str,
+    dets: Detections,
+    tracks: Sequence[Track] | None,
+    names: Sequence[str],
+    roi: Sequence[float] = (),
+) -> np.ndarray:
+    """Boxes, labels, track IDs and the ROI drawn on a bgr8 copy (OpenCV, no per-pixel Python)."""
+    canvas = to_bgr(image, encoding)
+    if len(roi) >= 4:
+        pts = np.asarray(roi, np.float32).reshape(-1, 2)
+        if len(roi) == 4:
+            (x1, y1), (x2, y2) = pts
+            pts = np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], np.float32)
+        cv2.polylines(canvas, [pts.astype(np.int32)], True, (255, 255, 255), 1, cv2.LINE_AA)
+    for box, score, cls in zip(
+        dets.boxes.tolist(), dets.scores.tolist(), dets.class_ids.tolist(), strict=True
+    ):
+        p1, p2 = (int(box[0]), int(box[1])), (int(box[2]), int(box[3]))
+        color = _palette(cls)
+        cv2.rectangle(canvas, p1, p2, color, 2)
+        label = f"{class_label(cls, names, True)} {score:.2f}"
+        cv2.putText(
+            canvas, label, (p1[0], max(p1[1] - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, color, 1, cv2.LINE_AA
+        )
+    for t in tracks or ():
+        if t.state != "tracked":
+            continue
+        x1, y1, x2, y2 = (int(v) for v in t.box_xyxy)
+        cv2.putText(
+            canvas,
+            f"#{t.track_id}",
+            (x1 + 2, y2 - 4),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.5,
+            (255, 255, 255),
+            1,
+            cv2.LINE_AA,
+        )
+        cx, cy = (x1 + x2) // 2, (y1 + y2) // 2
+        vx, vy = t.velocity_xy
+        cv2.arrowedLine(
+            canvas, (cx, cy), (int(cx + 5 * vx), int(cy + 5 * vy)), (255, 255, 255), 1, cv2.LINE_AA
+        )
+    return canvas

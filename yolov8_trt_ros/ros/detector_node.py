@@ -1,0 +1,388 @@
+"""The lifecycle node: camera images in, Detection2DArray, tracked objects and diagnostics out.
+
+States govern resources: ``configure`` validates parameters, loads (or builds) the engine,
+allocates buffers and warms up; ``activate`` subscribes and publishes; ``deactivate`` stops
+without freeing the engine; ``cleanup`` frees engine and GPU memory and resets the tracker.
+Frames are handed from the subscription to one worker thread through a keep-last slot, so the
+executor never blocks on inference and a stale frame is dropped (and counted), never queued.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import ExternalShutdownException
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image
+from vision_msgs.msg import Detection2DArray
+
+from yolov8_trt_msgs.msg import TrackedObjectArray
+from yolov8_trt_ros.core.config import ConfigError
+from yolov8_trt_ros.core.image_input import ImageError
+from yolov8_trt_ros.core.pipeline import Pipeline
+from yolov8_trt_ros.core.profiling import Profiler, resident_memory_mb
+from yolov8_trt_ros.ros import conversions
+from yolov8_trt_ros.ros.parameters import BY_NAME, build_configs, current_values, declare_all
+
+RESULT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# Reliable so that rviz (reliable by default) and the recorder both connect; shallow so a slow
+# viewer never holds frames back.
+DEBUG_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
+BAD_INPUT_LOG_PERIOD_S = 10.0
+
+
+class FrameSlot:
+    """Keep-last-1 hand-off between the executor (producer) and the worker (consumer)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: Any = None
+        self._closed = False
+
+    def put(self, item: Any) -> bool:
+        """Store ``item``; True if it replaced one the worker had not taken (a dropped frame)."""
+        with self._cond:
+            dropped = self._item is not None
+            self._item = item
+            self._cond.notify()
+            return dropped
+
+    def take(self, timeout: float) -> Any:
+        with self._cond:
+            if self._item is None and not self._closed:
+                self._cond.wait(timeout)
+            item, self._item = self._item, None
+            return item
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._item = None
+            self._cond.notify_all()
+
+    def open(self) -> None:
+        with self._cond:
+            self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+class YoloDetectorNode(LifecycleNode):
+    """YOLOv8 detection + ByteTrack as a managed node (see module docstring)."""
+
+    def __init__(self, node_name: str = "yolov8_trt_node", **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        declare_all(self)
+        self.pipeline: Pipeline | None = None
+        self.profiler = Profiler()
+        self.counters: Counter[str] = Counter()
+        self._bad_log_times: dict[str, float] = {}
+        self._slot = FrameSlot()
+        self._worker: threading.Thread | None = None
+        self._subs: list[Any] = []
+        self._timers: list[Any] = []
+        self._pubs: dict[str, Any] = {}
+        self._state = "unconfigured"
+        self._last_frame_time = 0.0
+        self._class_names: tuple[str, ...] = ()
+        self._node_opts = self._read_node_options()
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+        if self.get_parameter("autostart").value:
+            self._autostart_timer = self.create_timer(0.0, self._autostart)
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def _autostart(self) -> None:
+        self.destroy_timer(self._autostart_timer)
+        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        values = current_values(self)
+        try:
+            base = build_configs(values, class_names=None)
+            self.pipeline = Pipeline.create(base, self.profiler)
+            self._class_names = self.pipeline.class_names
+            cfg = build_configs(values, self._class_names)
+            self.pipeline.update_filters(cfg.filters)
+            self._warm_up()
+        except Exception as exc:  # any failure leaves the node unconfigured, ready to retry
+            self.get_logger().error(f"configure failed: {exc}")
+            self._release_pipeline()
+            return TransitionCallbackReturn.FAILURE
+        self._pubs = {
+            "detections": self.create_lifecycle_publisher(Detection2DArray, "detections", RESULT_QOS),
+            "tracks": self.create_lifecycle_publisher(TrackedObjectArray, "tracks", RESULT_QOS),
+            "debug_image": self.create_lifecycle_publisher(Image, "debug_image", DEBUG_QOS),
+            "diagnostics": self.create_publisher(DiagnosticArray, "diagnostics", RESULT_QOS),
+        }
+        info = self.pipeline.backend.info
+        self.get_logger().info(
+            f"configured: backend={info.name} device={info.device} precision={info.precision} "
+            f"input={info.input_width}x{info.input_height} classes={info.num_classes} {info.detail}"
+        )
+        self._state = "inactive"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._subs.append(self.create_subscription(Image, "image", self._on_image, qos_profile_sensor_data))
+        if self.get_parameter("compressed_input").value:
+            self._subs.append(
+                self.create_subscription(
+                    CompressedImage, "image/compressed", self._on_compressed, qos_profile_sensor_data
+                )
+            )
+        self._slot.open()
+        self._worker = threading.Thread(target=self._work, name="yolov8_worker", daemon=True)
+        self._worker.start()
+        period = float(self.get_parameter("diagnostics_period").value)
+        self._timers.append(self.create_timer(period, self._publish_diagnostics))
+        self._timers.append(self.create_timer(1.0, self._log_timings))
+        self._state = "active"
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_processing()
+        self._state = "inactive"
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_processing()
+        self._destroy_publishers()
+        self._release_pipeline()
+        self._state = "unconfigured"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_processing()
+        self._destroy_publishers()
+        self._release_pipeline()
+        self._state = "finalized"
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.get_logger().error(f"error in state {state.label}; releasing resources")
+        return self.on_cleanup(state)
+
+    def _warm_up(self) -> None:
+        """A few frames through every stage so lazy allocations and kernel builds happen now."""
+        assert self.pipeline is not None
+        frame = np.full((480, 640, 3), 114, np.uint8)
+        for _ in range(3):
+            self.pipeline.process([frame], ["bgr8"])
+        self.pipeline.reset_tracker()
+        self.profiler.reset()
+
+    def _release_pipeline(self) -> None:
+        if self.pipeline is not None:
+            try:
+                self.pipeline.close()
+            finally:
+                self.pipeline = None
+        self.profiler.reset()
+        self.counters.clear()
+
+    def _destroy_publishers(self) -> None:
+        for name, pub in self._pubs.items():
+            if name == "diagnostics":
+                self.destroy_publisher(pub)
+            else:
+                self.destroy_lifecycle_publisher(pub)
+        self._pubs = {}
+
+    def _stop_processing(self) -> None:
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        self._subs = []
+        for timer in self._timers:
+            self.destroy_timer(timer)
+        self._timers = []
+        self._slot.close()
+        if self._worker is not None:
+            self._worker.join(timeout=10.0)
+            self._worker = None
+
+    # --- frames ---------------------------------------------------------------------------
+    def _on_image(self, msg: Image) -> None:
+        self.counters["received"] += 1
+        if self._slot.put(msg):
+            self.counters["dropped"] += 1
+
+    def _on_compressed(self, msg: CompressedImage) -> None:
+        self._on_image(msg)  # type: ignore[arg-type]
+
+    def _work(self) -> None:
+        while not self._slot.closed:
+            msg = self._slot.take(timeout=0.1)
+            if msg is None:
+                continue
+            try:
+                self._process(msg)
+            except ImageError as exc:
+                self._bad_input(exc.reason, str(exc))
+            except Exception as exc:  # never let one frame stop the node
+                self._bad_input("processing_error", f"{exc}\n{traceback.format_exc(limit=4)}")
+
+    def _process(self, msg: Image | CompressedImage) -> None:
+        pipeline = self.pipeline
+        if pipeline is None:
+            return
+        max_pixels = int(self._node_opts["max_image_pixels"])
+        with self.profiler.stage("convert"):
+            if isinstance(msg, CompressedImage):
+                image, encoding = conversions.compressed_to_array(msg, max_pixels)
+            else:
+                image, encoding = conversions.image_to_array(msg, max_pixels)
+        result = pipeline.process([image], [encoding])[0]
+        names, use_names = self._class_names, self._node_opts["publish_class_names"]
+        with self.profiler.stage("publish"):
+            self._pubs["detections"].publish(
+                conversions.detections_to_msg(result.detections, msg.header, names, use_names)
+            )
+            if result.tracks is not None:
+                self._pubs["tracks"].publish(
+                    conversions.tracks_to_msg(
+                        result.tracks, msg.header, names, use_names, pipeline.tracker_cfg.frame_rate
+                    )
+                )
+            debug_pub = self._pubs["debug_image"]
+            if self._node_opts["debug_image"] and debug_pub.get_subscription_count() > 0:
+                canvas = conversions.annotate(
+                    image, encoding, result.detections, result.tracks, names, pipeline.filter.cfg.roi
+                )
+                debug_pub.publish(conversions.array_to_image(canvas, "bgr8", msg.header))
+                self.counters["debug_images"] += 1
+        self.counters["processed"] += 1
+        self.profiler.frame_done()
+        self._last_frame_time = time.monotonic()
+
+    def _bad_input(self, reason: str, text: str) -> None:
+        """Count every bad frame; log each kind at most once per period, with its count."""
+        self.counters[f"bad.{reason}"] += 1
+        now = time.monotonic()
+        if now - self._bad_log_times.get(reason, -1e9) >= BAD_INPUT_LOG_PERIOD_S:
+            self._bad_log_times[reason] = now
+            n = self.counters[f"bad.{reason}"]
+            self.get_logger().warn(f"frame skipped ({reason}, {n} so far): {text}")
+
+    # --- parameters -----------------------------------------------------------------------
+    def _read_node_options(self) -> dict[str, Any]:
+        names = ("publish_class_names", "debug_image", "log_period", "max_image_pixels")
+        return {n: self.get_parameter(n).value for n in names}
+
+    def _validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        values = current_values(self)
+        for p in params:
+            spec = BY_NAME.get(p.name)
+            if spec is None:
+                continue
+            if spec.reconfigure and self._state != "unconfigured":
+                return SetParametersResult(
+                    successful=False,
+                    reason=f"{p.name} decides what configure loads: deactivate and clean up the node, "
+                    "set it, then configure again",
+                )
+            values[p.name] = p.value
+        try:
+            build_configs(values, self._class_names if self.pipeline is not None else None)
+        except (ConfigError, ValueError, TypeError) as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, params: list[Parameter]) -> None:
+        self._node_opts = self._read_node_options()
+        pipeline = self.pipeline
+        if pipeline is None:
+            return
+        cfg = build_configs(current_values(self), self._class_names)
+        stages = {BY_NAME[p.name].stage for p in params if p.name in BY_NAME}
+        if "postprocess" in stages:
+            pipeline.update_postprocess(cfg.postprocess)
+        if "filters" in stages:
+            pipeline.update_filters(cfg.filters)
+        if "tracker" in stages:
+            pipeline.update_tracker(cfg.tracker)
+
+    # --- diagnostics ----------------------------------------------------------------------
+    def diagnostics_values(self) -> dict[str, str]:
+        values: dict[str, str] = {
+            "state": self._state,
+            "fps": f"{self.profiler.fps():.2f}",
+            "rss_mb": f"{resident_memory_mb():.1f}",
+        }
+        values.update({f"frames.{k}": str(v) for k, v in sorted(self.counters.items())})
+        for stage, st in self.profiler.stats().items():
+            values[f"latency_ms.{stage}.p50"] = f"{st.p50_ms:.3f}"
+            values[f"latency_ms.{stage}.p99"] = f"{st.p99_ms:.3f}"
+        if self.pipeline is not None:
+            info = self.pipeline.backend.info
+            values.update(
+                {
+                    "engine.backend": info.name,
+                    "engine.device": info.device,
+                    "engine.precision": info.precision,
+                    "engine.input": f"{info.input_width}x{info.input_height}",
+                    "engine.detail": info.detail,
+                }
+            )
+            gpu_mb = getattr(self.pipeline.backend, "device_memory_mb", None)
+            if callable(gpu_mb):
+                values["gpu_memory_mb"] = f"{gpu_mb():.1f}"
+        return values
+
+    def _publish_diagnostics(self) -> None:
+        values = self.diagnostics_values()
+        stale = self._state == "active" and time.monotonic() - self._last_frame_time > 5.0
+        bad = sum(v for k, v in self.counters.items() if k.startswith("bad."))
+        level = DiagnosticStatus.WARN if stale or bad else DiagnosticStatus.OK
+        message = "no input for 5 s" if stale else (f"{bad} bad frames" if bad else "ok")
+        status = DiagnosticStatus(
+            level=level,
+            name=f"{self.get_name()}: pipeline",
+            message=message,
+            hardware_id=values.get("engine.device", ""),
+        )
+        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._pubs["diagnostics"].publish(msg)
+
+    def _log_timings(self) -> None:
+        period = float(self._node_opts["log_period"] or 0.0)
+        now = time.monotonic()
+        if period <= 0 or now - getattr(self, "_last_log", 0.0) < period:
+            return
+        self._last_log = now
+        self.get_logger().info("timings:\n" + self.profiler.report())
+
+
+def main(args: list[str] | None = None) -> None:
+    """``ros2 run yolov8_trt_ros yolov8_trt_node`` (a lifecycle node: use autostart or a manager)."""
+    rclpy.init(args=args)
+    node = YoloDetectorNode()
+    executor = rclpy.executors.MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.on_shutdown(LifecycleState(state_id=0, label="shutdown"))
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

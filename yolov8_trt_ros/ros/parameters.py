@@ -1,0 +1,411 @@
+"""ROS parameters of the detector node: one table, declared with descriptors, mapped to the configs.
+
+Each parameter names the stage config field it fills, so the YAML a launch file passes and
+the YAML the bring-up entry point reads fill the same dataclasses. Parameters marked
+``reconfigure`` (engine, model, input size) can only change while the node is unconfigured:
+they decide what ``configure`` loads. All others apply from the next frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import ParameterUninitializedException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from yolov8_trt_ros.core.config import (
+    ConfigError,
+    EngineConfig,
+    FilterConfig,
+    PostprocessConfig,
+    PreprocessConfig,
+    TrackerConfig,
+)
+from yolov8_trt_ros.core.pipeline import PipelineConfig
+
+_TYPES = {
+    bool: Parameter.Type.BOOL,
+    int: Parameter.Type.INTEGER,
+    float: Parameter.Type.DOUBLE,
+    str: Parameter.Type.STRING,
+}
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One ROS parameter: where it goes, its type, range and whether it needs a reconfigure."""
+
+    name: str
+    stage: str  # preprocess | engine | postprocess | filters | tracker | node
+    field: str
+    type: Parameter.Type
+    default: Any
+    description: str
+    reconfigure: bool = False
+    int_range: tuple[int, int] | None = None
+    float_range: tuple[float, float] | None = None
+    read_only: bool = False
+
+    def descriptor(self) -> ParameterDescriptor:
+        desc = ParameterDescriptor(
+            name=self.name,
+            type=int(self.type),
+            description=self.description,
+            read_only=self.read_only,
+            additional_constraints="changes only while unconfigured (needs cleanup + configure)"
+            if self.reconfigure
+            else "",
+        )
+        if self.int_range:
+            desc.integer_range = [
+                IntegerRange(from_value=self.int_range[0], to_value=self.int_range[1], step=1)
+            ]
+        if self.float_range:
+            desc.floating_point_range = [
+                FloatingPointRange(from_value=self.float_range[0], to_value=self.float_range[1], step=0.0)
+            ]
+        return desc
+
+
+def _spec(
+    stage: str, field: str, default: Any, description: str, *, name: str | None = None, **kw: Any
+) -> ParamSpec:
+    ptype = kw.pop("array_type") if isinstance(default, list) else _TYPES[type(default)]
+    return ParamSpec(name or field, stage, field, ptype, default, description, **kw)
+
+
+_PRE, _ENG, _POST = PreprocessConfig(), EngineConfig(), PostprocessConfig()
+_TRK = TrackerConfig()
+U01 = (0.0, 1.0)
+
+PARAMS: tuple[ParamSpec, ...] = (
+    # --- engine: what configure loads -----------------------------------------------------
+    _spec(
+        "engine",
+        "backend",
+        _ENG.backend,
+        "auto | tensorrt | cuda | onnxruntime (auto: TensorRT > CUDA > CPU)",
+        reconfigure=True,
+    ),
+    _spec(
+        "engine",
+        "model_path",
+        _ENG.model_path,
+        "ONNX model (relative paths are from the working directory)",
+        reconfigure=True,
+    ),
+    _spec(
+        "engine",
+        "engine_cache_dir",
+        _ENG.engine_cache_dir,
+        "where built TensorRT engines are cached",
+        reconfigure=True,
+    ),
+    _spec(
+        "engine",
+        "precision",
+        _ENG.precision,
+        "int8 | fp16 | fp32 (int8 falls back to fp16 without fast INT8)",
+        reconfigure=True,
+    ),
+    _spec(
+        "engine", "batch_size", _ENG.batch_size, "frames per inference", reconfigure=True, int_range=(1, 64)
+    ),
+    _spec(
+        "engine",
+        "max_batch_size",
+        _ENG.max_batch_size,
+        "largest batch of the engine's optimisation profile",
+        reconfigure=True,
+        int_range=(1, 64),
+    ),
+    _spec(
+        "engine",
+        "workspace_mb",
+        _ENG.workspace_mb,
+        "TensorRT builder workspace limit (MiB)",
+        reconfigure=True,
+        int_range=(16, 65536),
+    ),
+    _spec("engine", "calibration_dir", _ENG.calibration_dir, "INT8 calibration images", reconfigure=True),
+    _spec(
+        "engine", "calibration_cache", _ENG.calibration_cache, "INT8 calibration cache file", reconfigure=True
+    ),
+    _spec(
+        "engine",
+        "calibration_images",
+        _ENG.calibration_images,
+        "images used for INT8 calibration",
+        reconfigure=True,
+        int_range=(1, 100000),
+    ),
+    _spec("engine", "device_id", _ENG.device_id, "CUDA device index", reconfigure=True, int_range=(0, 63)),
+    _spec("engine", "cuda_graph", _ENG.cuda_graph, "capture inference as a CUDA graph", reconfigure=True),
+    _spec(
+        "engine",
+        "num_threads",
+        _ENG.num_threads,
+        "ONNX Runtime intra-op threads (0: its default)",
+        reconfigure=True,
+        int_range=(0, 256),
+    ),
+    _spec("engine", "end2end_nms", _ENG.end2end_nms, "NMS inside the TensorRT engine", reconfigure=True),
+    _spec(
+        "preprocess",
+        "input_width",
+        _PRE.input_width,
+        "network input width (an engine's own size wins)",
+        reconfigure=True,
+        int_range=(32, 4096),
+    ),
+    _spec(
+        "preprocess",
+        "input_height",
+        _PRE.input_height,
+        "network input height",
+        reconfigure=True,
+        int_range=(32, 4096),
+    ),
+    _spec(
+        "node",
+        "max_image_pixels",
+        _PRE.max_image_pixels,
+        "larger input images are rejected",
+        int_range=(1, 1 << 28),
+    ),
+    # --- postprocess: live ----------------------------------------------------------------
+    _spec(
+        "postprocess",
+        "conf_threshold",
+        _POST.conf_threshold,
+        "global minimum score (inclusive)",
+        float_range=U01,
+    ),
+    _spec(
+        "postprocess", "iou_threshold", _POST.iou_threshold, "NMS suppresses IoU above this", float_range=U01
+    ),
+    _spec(
+        "postprocess",
+        "max_detections",
+        _POST.max_detections,
+        "detections kept per image after NMS",
+        int_range=(1, 10000),
+    ),
+    _spec("postprocess", "class_agnostic", _POST.class_agnostic, "NMS across classes"),
+    # --- filters: live --------------------------------------------------------------------
+    _spec(
+        "filters",
+        "classes",
+        [],
+        "classes kept (names or ids); empty keeps all",
+        array_type=Parameter.Type.STRING_ARRAY,
+    ),
+    _spec(
+        "filters",
+        "class_thresholds",
+        [],
+        "per-class score thresholds as 'class:threshold' (name or id)",
+        array_type=Parameter.Type.STRING_ARRAY,
+    ),
+    _spec(
+        "filters",
+        "roi",
+        [],
+        "region of interest in image pixels: [x1,y1,x2,y2] or polygon [x,y,...]",
+        array_type=Parameter.Type.DOUBLE_ARRAY,
+    ),
+    _spec("filters", "roi_mode", "center", "center: keep boxes whose centre is in the ROI; overlap: by area"),
+    _spec(
+        "filters", "roi_min_overlap", 0.5, "overlap mode: fraction of the box inside the ROI", float_range=U01
+    ),
+    # --- tracker: live --------------------------------------------------------------------
+    _spec("tracker", "enabled", _TRK.enabled, "run ByteTrack and publish tracks", name="tracker.enabled"),
+    _spec(
+        "tracker",
+        "track_thresh",
+        _TRK.track_thresh,
+        "first-association score threshold",
+        name="tracker.track_thresh",
+        float_range=U01,
+    ),
+    _spec(
+        "tracker",
+        "low_thresh",
+        _TRK.low_thresh,
+        "detections below are ignored by the tracker",
+        name="tracker.low_thresh",
+        float_range=U01,
+    ),
+    _spec(
+        "tracker",
+        "new_track_thresh",
+        _TRK.new_track_thresh,
+        "score needed to start a track",
+        name="tracker.new_track_thresh",
+        float_range=U01,
+    ),
+    _spec(
+        "tracker",
+        "match_thresh",
+        _TRK.match_thresh,
+        "first-association max cost (1 - IoU)",
+        name="tracker.match_thresh",
+        float_range=U01,
+    ),
+    _spec(
+        "tracker",
+        "track_buffer",
+        _TRK.track_buffer,
+        "frames (at 30 FPS) a lost track is kept",
+        name="tracker.track_buffer",
+        int_range=(0, 10000),
+    ),
+    _spec(
+        "tracker",
+        "frame_rate",
+        _TRK.frame_rate,
+        "camera frame rate, scales the track buffer",
+        name="tracker.frame_rate",
+        float_range=(1.0, 1000.0),
+    ),
+    _spec(
+        "tracker",
+        "min_box_area",
+        _TRK.min_box_area,
+        "tracks with a smaller box are not published",
+        name="tracker.min_box_area",
+        float_range=(0.0, 1e8),
+    ),
+    _spec(
+        "tracker",
+        "fuse_score",
+        _TRK.fuse_score,
+        "fuse detection score into the IoU cost",
+        name="tracker.fuse_score",
+    ),
+    _spec(
+        "tracker",
+        "class_aware",
+        _TRK.class_aware,
+        "associate only within a class",
+        name="tracker.class_aware",
+    ),
+    # --- node -----------------------------------------------------------------------------
+    _spec(
+        "node",
+        "autostart",
+        False,
+        "configure and activate at start, without a lifecycle manager",
+        read_only=True,
+    ),
+    _spec("node", "publish_class_names", True, "class_id as the class name (else the number)"),
+    _spec("node", "debug_image", True, "publish an annotated image on debug_image when someone subscribes"),
+    _spec(
+        "node",
+        "compressed_input",
+        False,
+        "also subscribe to image/compressed (sensor_msgs/CompressedImage)",
+        reconfigure=True,
+    ),
+    _spec(
+        "node",
+        "diagnostics_period",
+        1.0,
+        "seconds between diagnostics messages",
+        reconfigure=True,
+        float_range=(0.05, 60.0),
+    ),
+    _spec(
+        "node",
+        "log_period",
+        0.0,
+        "seconds between timing reports in the log (0: never)",
+        float_range=(0.0, 3600.0),
+    ),
+)
+BY_NAME: dict[str, ParamSpec] = {p.name: p for p in PARAMS}
+
+
+def declare_all(node: Node) -> None:
+    """Declare every parameter with its descriptor.
+
+    Array parameters are declared statically typed without a value (rclpy would type an empty
+    list default as a byte array), then given their default unless a YAML/launch override set one.
+    """
+    unset: list[Parameter] = []
+    for spec in PARAMS:
+        if isinstance(spec.default, list):
+            node.declare_parameter(spec.name, spec.type, spec.descriptor())
+            try:
+                node.get_parameter(spec.name)
+            except ParameterUninitializedException:
+                unset.append(Parameter(spec.name, spec.type, spec.default))
+        else:
+            node.declare_parameter(spec.name, spec.default, spec.descriptor())
+    if unset:
+        node.set_parameters(unset)
+
+
+def _parse_class(token: str, names: Sequence[str] | None) -> int | None:
+    """A class id from a number or a model class name; None for a name before the model is loaded."""
+    token = token.strip()
+    if token.lstrip("-").isdigit():
+        return int(token)
+    if names is None:
+        return None
+    if token in names:
+        return list(names).index(token)
+    raise ConfigError(f"unknown class {token!r} (model classes: {', '.join(names) or 'unnamed'})")
+
+
+def _class_thresholds(items: Sequence[str], names: Sequence[str] | None) -> dict[int, float]:
+    out: dict[int, float] = {}
+    for item in items:
+        key, sep, value = item.rpartition(":")
+        if not sep:
+            raise ConfigError(f"class_thresholds entry {item!r} must be 'class:threshold'")
+        try:
+            threshold = float(value)
+        except ValueError as exc:
+            raise ConfigError(f"class_thresholds entry {item!r}: {exc}") from exc
+        cls_id = _parse_class(key, names)
+        if cls_id is not None:
+            out[cls_id] = threshold
+    return out
+
+
+def build_configs(values: Mapping[str, Any], class_names: Sequence[str] | None = ()) -> PipelineConfig:
+    """Stage configs from parameter values (name → value); raises ConfigError with reasons.
+
+    ``class_names=None`` means the model is not loaded yet: class names in ``classes`` and
+    ``class_thresholds`` are then passed over (numbers are still checked).
+    """
+    stages: dict[str, dict[str, Any]] = {
+        s: {} for s in ("preprocess", "engine", "postprocess", "filters", "tracker")
+    }
+    for spec in PARAMS:
+        if spec.stage == "node":
+            continue
+        value = values.get(spec.name, spec.default)
+        if spec.name == "classes":
+            value = [c for c in (_parse_class(str(v), class_names) for v in value) if c is not None]
+        elif spec.name == "class_thresholds":
+            value = _class_thresholds(value, class_names)
+        elif spec.name == "roi":
+            value = [float(v) for v in value]
+        stages[spec.stage][spec.field] = value
+    return PipelineConfig(
+        preprocess=PreprocessConfig.from_mapping(stages["preprocess"]),
+        engine=EngineConfig.from_mapping(stages["engine"]),
+        postprocess=PostprocessConfig.from_mapping(stages["postprocess"]),
+        filters=FilterConfig.from_mapping(stages["filters"]),
+        tracker=TrackerConfig.from_mapping(stages["tracker"]),
+    )
+
+
+def current_values(node: Node) -> dict[str, Any]:
+    return {spec.name: node.get_parameter(spec.name).value for spec in PARAMS}
