@@ -23,7 +23,9 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST
 # Large shared-memory segments so same-host camera images are not fragmented over UDP (see the file).
 if [[ -z "${FASTDDS_DEFAULT_PROFILES_FILE:-}${FASTRTPS_DEFAULT_PROFILES_FILE:-}" ]]; then
   export FASTDDS_DEFAULT_PROFILES_FILE="$_Y8_ROOT/config/fastdds.xml"
-  export FASTRTPS_DEFAULT_PROFILES_FILE="$_Y8_ROOT/config/fastdds.xml"  # Fast DDS 2.x (Humble)
+  # Fast DDS 2.x (Humble, Iron) reads the older name; newer ones warn that it is deprecated.
+  [[ "${ROS_DISTRO:-}" == humble || "${ROS_DISTRO:-}" == iron ]] \
+    && export FASTRTPS_DEFAULT_PROFILES_FILE="$FASTDDS_DEFAULT_PROFILES_FILE"
 fi
 export YOLO_OFFLINE=1
 unset _Y8_ROOT _Y8_INSTALL _d

@@ -31,7 +31,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     reasons = {
         "gpu": None if _cuda_available() else "no CUDA GPU on this machine",
         "tensorrt": None if _have("tensorrt") and _cuda_available() else "TensorRT is not installed",
-        "launch": None if _have("launch_pytest") else "ROS 2 launch/launch_pytest is not installed",
+        "launch_test": None if _have("launch_pytest") else "ROS 2 launch/launch_pytest is not installed",
         "ros": None if _have("rclpy") else "rclpy is not importable (run scripts/setup.sh)",
     }
     for item in items:

@@ -8,6 +8,7 @@ from itertools import count, pairwise
 
 import numpy as np
 import pytest
+from rclpy.qos import qos_profile_sensor_data
 
 from _ros import NodeProcess, Probe, image_msg, read_bgr, spin_until
 
@@ -25,6 +26,7 @@ def active_node(rclpy_session, detector_model, tmp_path_factory):
         "diagnostics_period": 0.2,
         "conf_threshold": 0.01,
         "tracker.enabled": True,
+        "compressed_input": True,
     }
     proc = NodeProcess("rt_detector", params, log_dir)
     probe = Probe("rt_detector", name="rt_probe")
@@ -173,3 +175,37 @@ def test_tracks_are_published_with_the_image_header(active_node, assets_dir):
     tracks = next(t for t in probe.tracks if t.header.stamp.sec == stamp)
     ids = [o.id for o in tracks.objects]
     assert len(ids) == len(set(ids))
+
+
+def test_compressed_images_are_decoded_and_corrupt_ones_counted(active_node, assets_dir):
+    from sensor_msgs.msg import CompressedImage
+
+    _, probe = active_node
+    pub = probe.node.create_publisher(CompressedImage, "image/compressed", qos_profile_sensor_data)
+    assert spin_until(probe.executor, lambda: pub.get_subscription_count() > 0)
+    jpeg = CompressedImage(format="jpeg", data=(assets_dir / "bus.jpg").read_bytes())
+    raw = _send(probe, read_bgr(assets_dir / "bus.jpg"))
+    stamp = next(_stamps)
+    jpeg.header.stamp.sec = stamp
+
+    def answered():
+        return any(d.header.stamp.sec == stamp for d in probe.detections)
+
+    for _ in range(10):
+        pub.publish(jpeg)
+        if spin_until(probe.executor, answered, 1.0):
+            break
+    got = next(d for d in probe.detections if d.header.stamp.sec == stamp)
+    assert abs(len(got.detections) - len(raw.detections)) <= 1, "same photo, JPEG vs raw pixels"
+
+    def corrupt_count():
+        return int(probe.latest_diagnostics().get("frames.bad.corrupt_compressed", "0"))
+
+    before = corrupt_count()
+    for _ in range(10):
+        pub.publish(CompressedImage(format="jpeg", data=b"\xff\xd8 not really a jpeg"))
+        if corrupt_count() > before:
+            break
+    assert corrupt_count() > before
+    _send(probe, read_bgr(assets_dir / "bus.jpg"))
+    probe.node.destroy_publisher(pub)
