@@ -71,15 +71,24 @@ class ParamSpec:
         return desc
 
 
-def _spec(
-    stage: str, field: str, default: Any, description: str, *, name: str | None = None, **kw: Any
-) -> ParamSpec:
+_DEFAULTS: dict[str, Any] = {
+    "preprocess": PreprocessConfig(),
+    "engine": EngineConfig(),
+    "postprocess": PostprocessConfig(),
+    "filters": FilterConfig(),
+    "tracker": TrackerConfig(),
+}
+
+
+def _spec(stage: str, field: str, description: str, *, default: Any = None, **kw: Any) -> ParamSpec:
+    """A parameter whose default is the stage config's own, unless given (node options, arrays)."""
+    if default is None:
+        default = getattr(_DEFAULTS[stage], field)
     ptype = kw.pop("array_type") if isinstance(default, list) else _TYPES[type(default)]
-    return ParamSpec(name or field, stage, field, ptype, default, description, **kw)
+    return ParamSpec(kw.pop("name", field), stage, field, ptype, default, description, **kw)
 
 
-_PRE, _ENG, _POST = PreprocessConfig(), EngineConfig(), PostprocessConfig()
-_TRK = TrackerConfig()
+_PRE = _DEFAULTS["preprocess"]
 U01 = (0.0, 1.0)
 
 PARAMS: tuple[ParamSpec, ...] = (
@@ -87,38 +96,31 @@ PARAMS: tuple[ParamSpec, ...] = (
     _spec(
         "engine",
         "backend",
-        _ENG.backend,
         "auto | tensorrt | cuda | onnxruntime (auto: TensorRT > CUDA > CPU)",
         reconfigure=True,
     ),
     _spec(
         "engine",
         "model_path",
-        _ENG.model_path,
         "ONNX model (relative paths are from the working directory)",
         reconfigure=True,
     ),
     _spec(
         "engine",
         "engine_cache_dir",
-        _ENG.engine_cache_dir,
         "where built TensorRT engines are cached",
         reconfigure=True,
     ),
     _spec(
         "engine",
         "precision",
-        _ENG.precision,
         "int8 | fp16 | fp32 (int8 falls back to fp16 without fast INT8)",
         reconfigure=True,
     ),
-    _spec(
-        "engine", "batch_size", _ENG.batch_size, "frames per inference", reconfigure=True, int_range=(1, 64)
-    ),
+    _spec("engine", "batch_size", "frames per inference", reconfigure=True, int_range=(1, 64)),
     _spec(
         "engine",
         "max_batch_size",
-        _ENG.max_batch_size,
         "largest batch of the engine's optimisation profile",
         reconfigure=True,
         int_range=(1, 64),
@@ -126,38 +128,32 @@ PARAMS: tuple[ParamSpec, ...] = (
     _spec(
         "engine",
         "workspace_mb",
-        _ENG.workspace_mb,
         "TensorRT builder workspace limit (MiB)",
         reconfigure=True,
         int_range=(16, 65536),
     ),
-    _spec("engine", "calibration_dir", _ENG.calibration_dir, "INT8 calibration images", reconfigure=True),
-    _spec(
-        "engine", "calibration_cache", _ENG.calibration_cache, "INT8 calibration cache file", reconfigure=True
-    ),
+    _spec("engine", "calibration_dir", "INT8 calibration images", reconfigure=True),
+    _spec("engine", "calibration_cache", "INT8 calibration cache file", reconfigure=True),
     _spec(
         "engine",
         "calibration_images",
-        _ENG.calibration_images,
         "images used for INT8 calibration",
         reconfigure=True,
         int_range=(1, 100000),
     ),
-    _spec("engine", "device_id", _ENG.device_id, "CUDA device index", reconfigure=True, int_range=(0, 63)),
-    _spec("engine", "cuda_graph", _ENG.cuda_graph, "capture inference as a CUDA graph", reconfigure=True),
+    _spec("engine", "device_id", "CUDA device index", reconfigure=True, int_range=(0, 63)),
+    _spec("engine", "cuda_graph", "capture inference as a CUDA graph", reconfigure=True),
     _spec(
         "engine",
         "num_threads",
-        _ENG.num_threads,
         "ONNX Runtime intra-op threads (0: its default)",
         reconfigure=True,
         int_range=(0, 256),
     ),
-    _spec("engine", "end2end_nms", _ENG.end2end_nms, "NMS inside the TensorRT engine", reconfigure=True),
+    _spec("engine", "end2end_nms", "NMS inside the TensorRT engine", reconfigure=True),
     _spec(
         "preprocess",
         "input_width",
-        _PRE.input_width,
         "network input width (an engine's own size wins)",
         reconfigure=True,
         int_range=(32, 4096),
@@ -165,7 +161,6 @@ PARAMS: tuple[ParamSpec, ...] = (
     _spec(
         "preprocess",
         "input_height",
-        _PRE.input_height,
         "network input height",
         reconfigure=True,
         int_range=(32, 4096),
@@ -173,61 +168,60 @@ PARAMS: tuple[ParamSpec, ...] = (
     _spec(
         "node",
         "max_image_pixels",
-        _PRE.max_image_pixels,
         "larger input images are rejected",
+        default=_PRE.max_image_pixels,
         int_range=(1, 1 << 28),
     ),
     # --- postprocess: live ----------------------------------------------------------------
     _spec(
         "postprocess",
         "conf_threshold",
-        _POST.conf_threshold,
         "global minimum score (inclusive)",
         float_range=U01,
     ),
-    _spec(
-        "postprocess", "iou_threshold", _POST.iou_threshold, "NMS suppresses IoU above this", float_range=U01
-    ),
+    _spec("postprocess", "iou_threshold", "NMS suppresses IoU above this", float_range=U01),
     _spec(
         "postprocess",
         "max_detections",
-        _POST.max_detections,
         "detections kept per image after NMS",
         int_range=(1, 10000),
     ),
-    _spec("postprocess", "class_agnostic", _POST.class_agnostic, "NMS across classes"),
+    _spec(
+        "postprocess",
+        "pre_nms_top_k",
+        "candidates (best scores) that enter NMS",
+        int_range=(1, 1_000_000),
+    ),
+    _spec("postprocess", "class_agnostic", "NMS across classes"),
     # --- filters: live --------------------------------------------------------------------
     _spec(
         "filters",
         "classes",
-        [],
         "classes kept (names or ids); empty keeps all",
+        default=[],
         array_type=Parameter.Type.STRING_ARRAY,
     ),
     _spec(
         "filters",
         "class_thresholds",
-        [],
         "per-class score thresholds as 'class:threshold' (name or id)",
+        default=[],
         array_type=Parameter.Type.STRING_ARRAY,
     ),
     _spec(
         "filters",
         "roi",
-        [],
         "region of interest in image pixels: [x1,y1,x2,y2] or polygon [x,y,...]",
+        default=[],
         array_type=Parameter.Type.DOUBLE_ARRAY,
     ),
-    _spec("filters", "roi_mode", "center", "center: keep boxes whose centre is in the ROI; overlap: by area"),
-    _spec(
-        "filters", "roi_min_overlap", 0.5, "overlap mode: fraction of the box inside the ROI", float_range=U01
-    ),
+    _spec("filters", "roi_mode", "center: keep boxes whose centre is in the ROI; overlap: by area"),
+    _spec("filters", "roi_min_overlap", "overlap mode: fraction of the box inside the ROI", float_range=U01),
     # --- tracker: live --------------------------------------------------------------------
-    _spec("tracker", "enabled", _TRK.enabled, "run ByteTrack and publish tracks", name="tracker.enabled"),
+    _spec("tracker", "enabled", "run ByteTrack and publish tracks", name="tracker.enabled"),
     _spec(
         "tracker",
         "track_thresh",
-        _TRK.track_thresh,
         "first-association score threshold",
         name="tracker.track_thresh",
         float_range=U01,
@@ -235,7 +229,6 @@ PARAMS: tuple[ParamSpec, ...] = (
     _spec(
         "tracker",
         "low_thresh",
-        _TRK.low_thresh,
         "detections below are ignored by the tracker",
         name="tracker.low_thresh",
         float_range=U01,
@@ -243,7 +236,6 @@ PARAMS: tuple[ParamSpec, ...] = (
     _spec(
         "tracker",
         "new_track_thresh",
-        _TRK.new_track_thresh,
         "score needed to start a track",
         name="tracker.new_track_thresh",
         float_range=U01,
@@ -251,15 +243,27 @@ PARAMS: tuple[ParamSpec, ...] = (
     _spec(
         "tracker",
         "match_thresh",
-        _TRK.match_thresh,
         "first-association max cost (1 - IoU)",
         name="tracker.match_thresh",
         float_range=U01,
     ),
     _spec(
         "tracker",
+        "second_match_thresh",
+        "second association (low-score detections) max cost",
+        name="tracker.second_match_thresh",
+        float_range=U01,
+    ),
+    _spec(
+        "tracker",
+        "unconfirmed_match_thresh",
+        "max cost to confirm a new track",
+        name="tracker.unconfirmed_match_thresh",
+        float_range=U01,
+    ),
+    _spec(
+        "tracker",
         "track_buffer",
-        _TRK.track_buffer,
         "frames (at 30 FPS) a lost track is kept",
         name="tracker.track_buffer",
         int_range=(0, 10000),
@@ -267,7 +271,6 @@ PARAMS: tuple[ParamSpec, ...] = (
     _spec(
         "tracker",
         "frame_rate",
-        _TRK.frame_rate,
         "camera frame rate, scales the track buffer",
         name="tracker.frame_rate",
         float_range=(1.0, 1000.0),
@@ -275,7 +278,6 @@ PARAMS: tuple[ParamSpec, ...] = (
     _spec(
         "tracker",
         "min_box_area",
-        _TRK.min_box_area,
         "tracks with a smaller box are not published",
         name="tracker.min_box_area",
         float_range=(0.0, 1e8),
@@ -283,14 +285,12 @@ PARAMS: tuple[ParamSpec, ...] = (
     _spec(
         "tracker",
         "fuse_score",
-        _TRK.fuse_score,
         "fuse detection score into the IoU cost",
         name="tracker.fuse_score",
     ),
     _spec(
         "tracker",
         "class_aware",
-        _TRK.class_aware,
         "associate only within a class",
         name="tracker.class_aware",
     ),
@@ -298,32 +298,37 @@ PARAMS: tuple[ParamSpec, ...] = (
     _spec(
         "node",
         "autostart",
-        False,
         "configure and activate at start, without a lifecycle manager",
+        default=False,
         read_only=True,
     ),
-    _spec("node", "publish_class_names", True, "class_id as the class name (else the number)"),
-    _spec("node", "debug_image", True, "publish an annotated image on debug_image when someone subscribes"),
+    _spec("node", "publish_class_names", "class_id as the class name (else the number)", default=True),
+    _spec(
+        "node",
+        "debug_image",
+        "publish an annotated image on debug_image when someone subscribes",
+        default=True,
+    ),
     _spec(
         "node",
         "compressed_input",
-        False,
         "also subscribe to image/compressed (sensor_msgs/CompressedImage)",
+        default=False,
         reconfigure=True,
     ),
     _spec(
         "node",
         "diagnostics_period",
-        1.0,
         "seconds between diagnostics messages",
+        default=1.0,
         reconfigure=True,
         float_range=(0.05, 60.0),
     ),
     _spec(
         "node",
         "log_period",
-        0.0,
         "seconds between timing reports in the log (0: never)",
+        default=0.0,
         float_range=(0.0, 3600.0),
     ),
 )

@@ -13,7 +13,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from yolov8_trt_ros.core.image_input import image_from_buffer
+from yolov8_trt_ros.ros.conversions import image_to_array
 
 
 class VideoRecorderNode(Node):
@@ -34,14 +34,7 @@ class VideoRecorderNode(Node):
         )
 
     def _on_image(self, msg: Image) -> None:
-        frame = image_from_buffer(
-            msg.data,
-            width=msg.width,
-            height=msg.height,
-            step=msg.step,
-            encoding=msg.encoding,
-            is_bigendian=bool(msg.is_bigendian),
-        )
+        frame, _ = image_to_array(msg, max_pixels=msg.width * msg.height)
         if self._writer is None:
             fourcc = cv2.VideoWriter_fourcc(*"mp4v")
             self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (msg.width, msg.height))
