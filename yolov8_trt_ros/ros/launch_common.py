@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+import launch
 import lifecycle_msgs.msg
 from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument, EmitEvent, RegisterEventHandler
@@ -17,8 +18,6 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
-
-import launch
 
 
 def generate(config_name: str) -> launch.LaunchDescription:
