@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PARAMS ?= config/demo.yaml
 RECORD ?= out/demo.mp4
 
-.PHONY: help setup demo test lint
+.PHONY: help setup setup-dev demo test lint
 
 help:
 	@echo "make demo   set up if needed, run camera source + detector (ONNX Runtime CPU), write $(RECORD)"
@@ -13,10 +13,13 @@ help:
 setup:
 	@bash scripts/setup.sh
 
+setup-dev:
+	@bash scripts/setup.sh --dev
+
 demo: setup
 	@source scripts/env.sh && python -m yolov8_trt_ros.ros.bringup --params $(PARAMS) --record $(RECORD)
 
-test: setup
+test: setup-dev
 	@source scripts/env.sh && bash scripts/run_tests.sh
 
 lint:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from vision_msgs.msg import Detection2DArray
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from yolov8_trt_ros.core.machine import describe_machine  # noqa: E402
 from yolov8_trt_ros.core.sources import iter_frames  # noqa: E402
 from yolov8_trt_ros.ros.conversions import array_to_image  # noqa: E402
 
@@ -172,11 +172,15 @@ def main() -> int:
         if k.startswith("latency_ms.") and k.endswith(".p50")
     }
     overhead = sum(v for k, v in stage.items() if k != "inference")
-    warm_rss = [m for t, m in rss if t >= args.warmup]
+    warm = [(t, m) for t, m in rss if t >= args.warmup]
+    warm_rss = [m for _, m in warm]
+    # A plateau and a leak differ in the second half: its slope is ~0 for a plateau.
+    late = [(t, m) for t, m in warm if t >= args.warmup + args.duration / 2]
+    late_slope = float(np.polyfit(*np.array(late).T, 1)[0]) * 60 if len(late) >= 3 else None
+    timeline = [warm[i] for i in np.linspace(0, len(warm) - 1, min(len(warm), 11)).astype(int)]
     result = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{platform.node()} {platform.machine()}, {psutil.cpu_count()} cores, "
-        f"{psutil.virtual_memory().total / 2**30:.0f} GiB",
+        "machine": f"{describe_machine()}, {psutil.virtual_memory().total / 2**30:.0f} GiB",
         "command": " ".join(["python", *sys.argv]),
         "backend": final_diag.get("engine.backend"),
         "node_alive": alive,
@@ -204,6 +208,8 @@ def main() -> int:
             "after_warmup": warm_rss[0] if warm_rss else None,
             "end": warm_rss[-1] if warm_rss else None,
             "max": max(warm_rss) if warm_rss else None,
+            "second_half_slope_per_min": late_slope,
+            "timeline": [[round(t, 1), round(m, 1)] for t, m in timeline],
         },
     }
     print(json.dumps(result, indent=2))
@@ -230,7 +236,10 @@ def write_markdown(path: Path, r: dict) -> None:
         f"processed {r['processed']}, dropped as stale {r['dropped']}, bad counted {r['bad_counted']}; "
         f"answers received {r['answered']}; all accounted: {r['accounted']}",
         f"- resident memory of the node (MiB): after warm-up {r['rss_mb']['after_warmup']:.1f}, "
-        f"max {r['rss_mb']['max']:.1f}, end {r['rss_mb']['end']:.1f}",
+        f"max {r['rss_mb']['max']:.1f}, end {r['rss_mb']['end']:.1f}; "
+        f"slope over the second half {r['rss_mb']['second_half_slope_per_min'] or 0.0:+.3f} MiB/min",
+        "- resident memory over time (s: MiB): "
+        + ", ".join(f"{t:.0f}: {m:.1f}" for t, m in r["rss_mb"]["timeline"]),
     ]
     with path.open("a") as f:
         f.write("\n".join(lines) + "\n")

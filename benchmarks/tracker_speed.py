@@ -30,8 +30,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
-from scripts.evaluate_tracker import UltralyticsTracker, _machine, ultralytics_results
+from scripts.evaluate_tracker import UltralyticsTracker, ultralytics_results
 from yolov8_trt_ros.core.config import TrackerConfig
+from yolov8_trt_ros.core.machine import describe_machine
 from yolov8_trt_ros.core.tracking.bytetrack import ByteTracker
 from yolov8_trt_ros.core.types import Detections
 
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         command = "python benchmarks/tracker_speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
         with args.markdown.open("a") as fh:
             fh.write(
-                f"\n## Speed: {datetime.date.today().isoformat()}\n\n- Machine: {_machine()}\n"
+                f"\n## Speed: {datetime.date.today().isoformat()}\n\n- Machine: {describe_machine()}\n"
                 f"- Command: `{command}`\n"
                 f"- {args.frames} measured frames after {args.warmup} warm-up frames, one process.\n\n"
                 + table

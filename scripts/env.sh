@@ -5,6 +5,10 @@ if [[ -x "$_Y8_ROOT/.venv/bin/python" && ( -z "${ROS_DISTRO:-}" || -n "${YOLOV8_
   # shellcheck disable=SC1091
   source "$_Y8_ROOT/.venv/bin/activate"
   export AMENT_PREFIX_PATH="$VIRTUAL_ENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
+elif [[ -x "$_Y8_ROOT/.venv-ros/bin/python" && -n "${ROS_DISTRO:-}" ]]; then
+  # Beside a sourced distro: the venv sees the distro's packages (--system-site-packages).
+  # shellcheck disable=SC1091
+  source "$_Y8_ROOT/.venv-ros/bin/activate"
 fi
 if [[ -d "$_Y8_ROOT/.ws/install" ]]; then
   _Y8_INSTALL="$_Y8_ROOT/.ws/install"

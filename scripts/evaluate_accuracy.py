@@ -31,7 +31,6 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -45,6 +44,8 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+
+from yolov8_trt_ros.core.machine import describe_machine  # noqa: E402
 
 LOG = logging.getLogger("evaluate_accuracy")
 COLUMNS = (
@@ -60,27 +61,6 @@ COLUMNS = (
 )
 HEADER = "| " + " | ".join((*COLUMNS, "command")) + " |\n" + "| --- " * (len(COLUMNS) + 1) + "|"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
-
-
-def machine() -> str:
-    """CPU model and core count, plus the GPU where torch sees one."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    desc = f"{cpu}, {os.cpu_count()} cores"
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            desc += f", {torch.cuda.get_device_name(0)}"
-    except Exception:
-        pass
-    return desc
 
 
 def coco_eval(
@@ -317,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         cmd = "python " + " ".join(shlex.quote(a) for a in [str(Path(sys.argv[0])), *sys.argv[1:]])
         row = {
             "date": dt.date.today().isoformat(),
-            "machine": machine(),
+            "machine": describe_machine(),
             "backend": backend,
             "precision": precision,
             "model": f"{Path(model_file).name} ({digest})",

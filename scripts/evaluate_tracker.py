@@ -27,7 +27,6 @@ import argparse
 import configparser
 import datetime
 import os
-import platform
 import sys
 import tempfile
 import zlib
@@ -44,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
 from yolov8_trt_ros.core.config import TrackerConfig
+from yolov8_trt_ros.core.machine import describe_machine
 from yolov8_trt_ros.core.tracking.bytetrack import ByteTracker
 from yolov8_trt_ros.core.types import Detections
 
@@ -458,18 +458,6 @@ def markdown_table(result: Comparison) -> str:
 # ------------------------------------------------------------------------------------------------
 # CLI
 # ------------------------------------------------------------------------------------------------
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, {platform.system()}"
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
@@ -539,7 +527,8 @@ def main(argv: list[str] | None = None) -> int:
         source = synthetic if args.synthetic is not None else args.sequences
         section = (
             f"\n## Accuracy: {datetime.date.today().isoformat()}\n\n"
-            f"- Machine: {_machine()}, ultralytics {ultralytics.__version__}\n- Command: `{command}`\n"
+            f"- Machine: {describe_machine()}, ultralytics {ultralytics.__version__}\n"
+            f"- Command: `{command}`\n"
             f"- Sequences: {source}\n- Tracker config: `{cfg.to_dict()}`\n"
             f"- Detections: {'from ' + args.detections if args.detections else f'simulated, {noise}'}\n\n"
             + table

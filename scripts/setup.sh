@@ -3,23 +3,27 @@
 #
 # Two paths:
 #  * a ROS 2 distro is sourced (ROS_DISTRO set, e.g. a Jetson with JetPack + Humble/Jazzy):
-#    use it, install the Python needs with pip --user-less into the system site (or a venv you
-#    activated), and colcon-build the workspace; vision_msgs comes from the distro.
+#    use it; make .venv-ros with --system-site-packages (it sees rclpy and the distro's
+#    messages, and pip never touches the system Python: PEP 668), install the runtime needs
+#    (requirements/runtime.txt; --dev adds the tools of requirements/dev.txt) and colcon-build
+#    the workspace; vision_msgs comes from the distro.
 #  * no ROS: make .venv with ROS 2 Kilted from the PyPI ros-* wheels, build the vision_msgs
 #    stand-in (the wheels lack vision_msgs) and yolov8_trt_msgs with colcon, install the
-#    package editable into the venv.
+#    package editable into the venv, with the development tools.
 # Then prepare the model (scripts/prepare_model.sh).
 #
-# Usage: scripts/setup.sh [--weights PATH.pt]   (default: the project's trained test model)
+# Usage: scripts/setup.sh [--weights PATH.pt] [--dev]   (default: the project's trained test model)
 # Afterwards: source scripts/env.sh
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 WEIGHTS=""
+DEV=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --weights) WEIGHTS="$2"; shift 2 ;;
+    --dev) DEV=1; shift ;;
     *) echo "setup.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -31,33 +35,36 @@ mkdir -p "$WS"
 
 if [[ -n "${ROS_DISTRO:-}" && -z "${YOLOV8_TRT_ROS_WHEELS:-}" ]]; then
   MODE=system
-  PY=python3
+  VENV="$ROOT/.venv-ros"
+  VENV_ARGS=(--system-site-packages)
   log "using the sourced ROS 2 distro: $ROS_DISTRO"
 else
   MODE=wheels
   VENV="$ROOT/.venv"
-  if [[ ! -x "$VENV/bin/python" ]]; then
-    log "creating $VENV"
-    python3 -m venv "$VENV"
-  fi
-  PY="$VENV/bin/python"
-  # shellcheck disable=SC1091
-  source "$VENV/bin/activate"
+  VENV_ARGS=()
+  DEV=1
 fi
+if [[ ! -x "$VENV/bin/python" ]]; then
+  log "creating $VENV"
+  python3 -m venv "${VENV_ARGS[@]}" "$VENV"
+fi
+PY="$VENV/bin/python"
+# shellcheck disable=SC1091
+source "$VENV/bin/activate"
 
 # --- Python packages -------------------------------------------------------------------
-REQ_FILES=(requirements/python.txt requirements/nodeps.txt)
-[[ $MODE == wheels ]] && REQ_FILES+=(requirements/ros.txt)
-REQ_HASH="$MODE-$(hash_of "${REQ_FILES[@]}")"
-if [[ "$(cat "$WS/.pip-stamp" 2>/dev/null)" != "$REQ_HASH" ]]; then
-  log "installing Python packages (${REQ_FILES[*]})"
+REQ_ARGS=(-r requirements/runtime.txt)
+((DEV)) && REQ_ARGS=(-r requirements/dev.txt)
+[[ $MODE == wheels ]] && REQ_ARGS+=(-r requirements/ros.txt)
+REQ_HASH="$MODE-$DEV-$(hash_of requirements/*.txt)"
+STAMP="$(cat "$WS/.pip-stamp" 2>/dev/null || true)"
+# An install with the development tools also satisfies one without them.
+if [[ "$STAMP" != "$REQ_HASH" && "$STAMP" != "${REQ_HASH/#$MODE-0-/$MODE-1-}" ]]; then
+  log "installing Python packages (${REQ_ARGS[*]})"
   "$PY" -m pip install -q --upgrade pip
-  if [[ $MODE == wheels ]]; then
-    "$PY" -m pip install -q -r requirements/ros.txt -r requirements/python.txt
-  else
-    "$PY" -m pip install -q -r requirements/python.txt
-  fi
-  "$PY" -m pip install -q --no-deps -r requirements/nodeps.txt
+  "$PY" -m pip install -q "${REQ_ARGS[@]}"
+  # tensorrt-stubs (mypy of the TensorRT backend) only with the development tools.
+  ((DEV)) && "$PY" -m pip install -q --no-deps -r requirements/nodeps.txt
   echo "$REQ_HASH" > "$WS/.pip-stamp"
 else
   log "Python packages up to date"
