@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calib-dir", type=Path, required=True, help="directory of calibration images")
     ap.add_argument("--output", type=Path, help="default: <model>.int8.onnx")
     ap.add_argument("--num-images", type=int, default=500)
-    ap.add_argument("--method", default="entropy", choices=["entropy", "percentile", "minmax"])
+    ap.add_argument("--method", default=QuantizeOptions().method, choices=["percentile", "entropy", "minmax"])
     ap.add_argument("--percentile", type=float, default=99.999)
     ap.add_argument("--per-tensor", action="store_true", help="per-tensor instead of per-channel weights")
     ap.add_argument("--quantize-head", action="store_true", help="also quantize the head's decode nodes")

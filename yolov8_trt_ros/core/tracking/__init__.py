@@ -1,0 +1,6 @@
+"""ByteTrack: a batched Kalman filter, two-stage IoU association and the track lifecycle."""
+
+from yolov8_trt_ros.core.tracking.bytetrack import ByteTracker
+from yolov8_trt_ros.core.tracking.kalman import KalmanFilterXYAH
+
+__all__ = ["ByteTracker", "KalmanFilterXYAH"]
