@@ -17,7 +17,7 @@ setup-dev:
 	@bash scripts/setup.sh --dev
 
 demo: setup
-	@source scripts/env.sh && python -m yolov8_trt_ros.ros.bringup --params $(PARAMS) --record $(RECORD)
+	@source scripts/env.sh && python -m yolov8_trt_ros.ros.bringup --params $(PARAMS) --record $(RECORD) --report $(RECORD:.mp4=_timings.md)
 
 test: setup-dev
 	@source scripts/env.sh && bash scripts/run_tests.sh

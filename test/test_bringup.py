@@ -32,6 +32,8 @@ def test_bringup_runs_the_demo_config_to_the_end(tmp_path, detector_model):
             str(video),
             "--report-every",
             "1",
+            "--report",
+            str(tmp_path / "timings.md"),
         ],
         cwd=REPO,
         capture_output=True,
@@ -47,6 +49,10 @@ def test_bringup_runs_the_demo_config_to_the_end(tmp_path, detector_model):
     for stage in ("preprocess", "inference", "postprocess", "tracking", "publish"):
         assert f"\n{stage} " in report
     assert "throughput:" in report
+    # The Markdown report is written before shutdown resets the profiler: it has the stages.
+    timings = (tmp_path / "timings.md").read_text()
+    for stage in ("preprocess", "inference", "postprocess", "tracking"):
+        assert f"| {stage} |" in timings
     cap = cv2.VideoCapture(str(video))
     frames = 0
     while cap.read()[0]:

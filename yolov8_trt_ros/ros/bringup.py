@@ -49,12 +49,28 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         help="stop after this many seconds (0: when the camera source is done, or never without one)",
     )
     ap.add_argument("--report-every", type=float, default=5.0, help="seconds between progress lines")
+    ap.add_argument("--report", type=Path, help="write the timing report (Markdown) here at the end")
+    ap.add_argument(
+        "--layer-profile",
+        action="store_true",
+        help="TensorRT only: per-layer times in the report (a diagnostic: CUDA graphs are off)",
+    )
     return ap.parse_args(argv), ros_args
 
 
 def _node_sections(path: Path) -> dict[str, dict]:
     data = yaml.safe_load(path.read_text()) or {}
     return {k.lstrip("/"): v for k, v in data.items() if isinstance(v, dict)}
+
+
+def _attach_layer_profiler(detector: YoloDetectorNode) -> None:
+    backend = detector.pipeline.backend if detector.pipeline is not None else None
+    if backend is None or not hasattr(backend, "enable_layer_profiling"):
+        print("bringup: --layer-profile needs the TensorRT backend; ignored", file=sys.stderr)
+        return
+    from yolov8_trt_ros.core.profiling import LayerProfiler
+
+    backend.enable_layer_profiling(LayerProfiler())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                 print("bringup: the detector failed to configure (see the log above)", file=sys.stderr)
                 return 1
             detector.trigger_activate()
+        if args.layer_profile:
+            _attach_layer_profiler(detector)
         if args.record:
             fps = float(sections.get("camera_source", {}).get("ros__parameters", {}).get("rate", 30.0))
             recorder = VideoRecorderNode(str(args.record), fps=fps)
@@ -89,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         print(_final_report(detector, camera, recorder))
+        if args.report:  # before shutdown, which resets the profiler
+            args.report.parent.mkdir(parents=True, exist_ok=True)
+            args.report.write_text(detector.timings_markdown())
+            print(f"timing report: {args.report}")
         detector.on_shutdown(LifecycleState(state_id=0, label="shutdown"))
         if recorder is not None:
             recorder.close()

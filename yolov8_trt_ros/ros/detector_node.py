@@ -30,7 +30,14 @@ from yolov8_trt_msgs.msg import TrackedObjectArray
 from yolov8_trt_ros.core.config import ConfigError
 from yolov8_trt_ros.core.image_input import ImageError
 from yolov8_trt_ros.core.pipeline import Pipeline
-from yolov8_trt_ros.core.profiling import Profiler, resident_memory_mb
+from yolov8_trt_ros.core.profiling import (
+    DeviceMonitor,
+    Profiler,
+    memory_snapshot,
+    open_device_monitor,
+    peak_resident_memory_mb,
+    resident_memory_mb,
+)
 from yolov8_trt_ros.ros import conversions
 from yolov8_trt_ros.ros.parameters import BY_NAME, build_configs, current_values, declare_all
 
@@ -88,6 +95,9 @@ class YoloDetectorNode(LifecycleNode):
         self.pipeline: Pipeline | None = None
         self.profiler = Profiler()
         self.counters: Counter[str] = Counter()
+        # GPU load, power and device memory for diagnostics; sampled by the diagnostics timer only.
+        self._monitor: DeviceMonitor | None = None
+        self._monitor_errors = 0
         self._bad_log_times: dict[str, float] = {}
         self._slot = FrameSlot()
         self._worker: threading.Thread | None = None
@@ -122,6 +132,7 @@ class YoloDetectorNode(LifecycleNode):
             self.get_logger().error(f"configure failed: {exc}")
             self._release_pipeline()
             return TransitionCallbackReturn.FAILURE
+        self._open_monitor()
         self._pubs = {
             "detections": self.create_lifecycle_publisher(Detection2DArray, "detections", RESULT_QOS),
             "tracks": self.create_lifecycle_publisher(TrackedObjectArray, "tracks", RESULT_QOS),
@@ -186,6 +197,11 @@ class YoloDetectorNode(LifecycleNode):
         self.profiler.reset()
 
     def _release_pipeline(self) -> None:
+        if self.profiler.frames:  # the figures of the run that ends here, before they are reset
+            self.get_logger().info(
+                f"timings of this run ({self.profiler.frames} frames):\n" + self.profiler.report()
+            )
+        self._close_monitor()
         if self.pipeline is not None:
             try:
                 self.pipeline.close()
@@ -193,6 +209,35 @@ class YoloDetectorNode(LifecycleNode):
                 self.pipeline = None
         self.profiler.reset()
         self.counters.clear()
+
+    def _open_monitor(self) -> None:
+        """The device monitor for diagnostics: NVML, Jetson sysfs or tegrastats, if any.
+
+        Opened for every backend, not only GPU ones: on a Jetson the power rails measure the
+        whole module, whatever runs the network. It is optional: where none is available, or
+        opening one fails, diagnostics go without ``gpu.*`` keys and configure still succeeds.
+        """
+        assert self.pipeline is not None
+        device = self.pipeline.backend.info.device
+        index = int(device.split(":", 1)[1]) if device.startswith("cuda:") else 0
+        self._monitor_errors = 0
+        try:
+            self._monitor = open_device_monitor(index)
+        except Exception as exc:
+            self._monitor = None
+            reason = f"{type(exc).__name__}: {exc}"
+            self.get_logger().warning(f"no device monitor ({reason}); diagnostics go without it")
+            return
+        self.get_logger().info(f"device monitor: {self._monitor.name if self._monitor else 'none available'}")
+
+    def _close_monitor(self) -> None:
+        monitor, self._monitor = self._monitor, None
+        if monitor is None:
+            return
+        try:
+            monitor.close()
+        except Exception as exc:  # a monitor must never stop cleanup
+            self.get_logger().warning(f"closing the {monitor.name} monitor failed: {exc}")
 
     def _destroy_publishers(self) -> None:
         for name, pub in self._pubs.items():
@@ -317,10 +362,16 @@ class YoloDetectorNode(LifecycleNode):
 
     # --- diagnostics ----------------------------------------------------------------------
     def diagnostics_values(self) -> dict[str, str]:
+        """Everything the diagnostics message carries, as strings (also used by the bring-up report).
+
+        Samples the device monitor once per call (NVML queries or sysfs reads: 0.04 ms with
+        NVML on an H100), so it belongs to the diagnostics timer, never to the image path.
+        """
         values: dict[str, str] = {
             "state": self._state,
             "fps": f"{self.profiler.fps():.2f}",
             "rss_mb": f"{resident_memory_mb():.1f}",
+            "rss_peak_mb": f"{peak_resident_memory_mb():.1f}",
         }
         values.update({f"frames.{k}": str(v) for k, v in sorted(self.counters.items())})
         for stage, st in self.profiler.stats().items():
@@ -340,7 +391,64 @@ class YoloDetectorNode(LifecycleNode):
             gpu_mb = getattr(self.pipeline.backend, "device_memory_mb", None)
             if callable(gpu_mb):
                 values["gpu_memory_mb"] = f"{gpu_mb():.1f}"
+        values.update(self._device_values())
         return values
+
+    def _device_values(self) -> dict[str, str]:
+        """``gpu.*`` keys from one monitor sample; a failing monitor adds its error instead.
+
+        ``gpu.memory_used_mb`` is the whole device's (discrete GPU) or the whole system's
+        (Jetson, unified memory); ``gpu.process_memory_mb`` this process's, where NVML sees it.
+        """
+        monitor = self._monitor
+        if monitor is None:
+            return {}
+        values = {"gpu.monitor": monitor.name}
+        try:
+            sample = monitor.sample()
+        except Exception as exc:  # NVML errors, a tegrastats that died: diagnostics go on
+            self._monitor_errors += 1
+            if self._monitor_errors == 1:
+                self.get_logger().warning(f"{monitor.name} monitor failed: {type(exc).__name__}: {exc}")
+            values["gpu.monitor_error"] = f"{type(exc).__name__}: {exc}"[:200]
+            values["gpu.monitor_errors"] = str(self._monitor_errors)
+            return values
+        for key, value in (
+            ("gpu.util_percent", sample.gpu_util_percent),
+            ("gpu.power_w", sample.power_w),
+            ("gpu.memory_used_mb", sample.memory_used_mb),
+            ("gpu.process_memory_mb", sample.process_memory_mb),
+        ):
+            if value is not None:
+                values[key] = f"{value:.1f}"
+        values.update({f"gpu.rail_w.{name}": f"{w:.2f}" for name, w in sample.rails_w.items()})
+        return values
+
+    def timings_markdown(self) -> str:
+        """The run's figures as Markdown: engine, frame counts, per-stage table, memory, layers.
+
+        For a report file at the end of a run (the bring-up's ``--report``): call it before
+        cleanup or shutdown, which reset the profiler. Layer times appear where the backend has
+        a :class:`~yolov8_trt_ros.core.profiling.LayerProfiler` attached (TensorRT).
+        """
+        lines = [f"# {self.get_name()}: timings", ""]
+        pipeline = self.pipeline
+        if pipeline is not None:
+            info = pipeline.backend.info
+            lines.append(
+                f"- engine: {info.name} on {info.device}, {info.precision}, input "
+                f"{info.input_width}x{info.input_height} ({info.detail})"
+            )
+        lines += [f"- frames.{k}: {v}" for k, v in sorted(self.counters.items())]
+        try:
+            memory = memory_snapshot(self._monitor)
+        except Exception:  # the monitor's part failed: host memory alone
+            memory = memory_snapshot(None)
+        lines += ["", self.profiler.markdown(memory=memory)]
+        layers = getattr(pipeline.backend, "layer_profiler", None) if pipeline is not None else None
+        if layers is not None and layers.runs:
+            lines += ["## TensorRT layers", "", layers.markdown(top=25)]
+        return "\n".join(lines)
 
     def _publish_diagnostics(self) -> None:
         values = self.diagnostics_values()

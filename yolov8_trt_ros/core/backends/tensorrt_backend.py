@@ -30,6 +30,12 @@ allocated once at max batch, pinned host output buffers, one CUDA stream per eng
 (``self.stream``, which the CUDA preprocessor also uses), ``execute_async_v3``, and
 optionally one CUDA graph per batch size. CUDA is driven through cuda-python
 (``cuda.bindings.runtime``), not PyCUDA: see ``docs/backends.md``.
+
+Layer timing (opt-in, a diagnostic mode): :meth:`TensorRTBackend.enable_layer_profiling`
+attaches a :class:`~yolov8_trt_ros.core.profiling.LayerProfiler` through TensorRT's
+``IProfiler``; while attached, inference runs without the CUDA graphs (a replayed graph
+records no layer events unless it was captured with the profiler) and each ``infer`` reports
+its layer times after the output is on the host.
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ from yolov8_trt_ros.core.calibration import (
 )
 from yolov8_trt_ros.core.config import EngineConfig, PostprocessConfig
 from yolov8_trt_ros.core.engine_cache import EngineCache, EngineKey
+from yolov8_trt_ros.core.profiling import LayerProfiler
 from yolov8_trt_ros.core.types import EngineOutput
 
 LOG = logging.getLogger(__name__)
@@ -426,6 +433,9 @@ class TensorRTBackend:
             self._context.set_tensor_address(name, ptr)
         self._use_graph = cfg.cuda_graph
         self._graphs: dict[int, Any] = {}
+        #: The attached layer profiler (:meth:`enable_layer_profiling`), or None.
+        self.layer_profiler: LayerProfiler | None = None
+        self._report_failed = False
         self._closed = False
         self.class_names: list[str] = list(plan.fp32_model.class_names)
         self.info = BackendInfo(
@@ -456,16 +466,46 @@ class TensorRTBackend:
             dtype=np.dtype(_NP_DTYPES[trt_dtype]),
         )
 
+    def enable_layer_profiling(self, layers: LayerProfiler) -> None:
+        """Report every later inference's per-layer times to ``layers`` (until disabled).
+
+        ``enqueue_emits_profile = False`` keeps ``execute_async_v3`` asynchronous: TensorRT only
+        records events while enqueuing, and ``infer`` turns them into layer times with
+        ``report_to_profiler`` once the stream is synchronised. The layer names are those the
+        engine was built with (``ProfilingVerbosity.LAYER_NAMES_ONLY``, TensorRT's default).
+        """
+        self._context.profiler = layers.trt_adapter()
+        self._context.enqueue_emits_profile = False
+        self.layer_profiler = layers
+        self._report_failed = False
+
+    def disable_layer_profiling(self) -> None:
+        """Detach the layer profiler; CUDA graphs (if configured) are used again."""
+        if self.layer_profiler is None:
+            return
+        # TensorRT takes None as "no profiler"; the stubs type the attribute as non-optional.
+        context: Any = self._context
+        context.profiler = None
+        context.enqueue_emits_profile = True
+        self.layer_profiler = None
+
     def _enqueue(self, batch: int) -> None:
         """Run the engine for ``batch`` on ``self.stream``: a captured graph, or execute_async_v3."""
-        graph = self._graphs.get(batch)
+        profiling = self.layer_profiler is not None
+        graph = None if profiling else self._graphs.get(batch)
         if graph is not None:
             _cuda(cudart.cudaGraphLaunch(graph, self.stream))
             return
         if not self._context.execute_async_v3(self.stream):
             raise BackendError("TensorRT execution failed")
-        if self._use_graph:
+        if self._use_graph and not profiling:
             self._capture(batch)
+
+    def _report_layers(self) -> None:
+        """Hand the finished inference's layer times to the profiler (after the stream sync)."""
+        if not self._context.report_to_profiler() and not self._report_failed:
+            self._report_failed = True  # once: a profiler must never flood the log
+            LOG.warning("TensorRT report_to_profiler failed; no layer times for this engine")
 
     def _capture(self, batch: int) -> None:
         """Capture one graph per batch size after a first plain run (TensorRT's requirement)."""
@@ -515,6 +555,8 @@ class TensorRTBackend:
                 )
             )
         _cuda(cudart.cudaStreamSynchronize(self.stream))
+        if self.layer_profiler is not None:
+            self._report_layers()
         raw_name = None if self.info.has_nms else self._outputs[0].name
         return engine_output(self._host, batch, raw_name)
 
