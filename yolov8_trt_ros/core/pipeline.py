@@ -2,13 +2,20 @@
 
 The node and the scripts only call ``Pipeline``; each stage is a module with a small typed
 interface, chosen here once from the stage configs and the backend's capabilities.
+
+Two ways in: :meth:`Pipeline.process` runs one batch through every stage and returns its
+results; :meth:`Pipeline.process_stream` takes an iterable of batches and enqueues batch
+*k + 1*'s upload, preprocessing and inference before it finishes batch *k* on the host
+(postprocess, filters, tracker), so the GPU works on the next frame while Python tracks the
+last one. Same results, same order; one batch of extra latency.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +33,7 @@ from yolov8_trt_ros.core.filters import DetectionFilter
 from yolov8_trt_ros.core.postprocess import postprocess
 from yolov8_trt_ros.core.profiling import Profiler
 from yolov8_trt_ros.core.tracking.bytetrack import ByteTracker
-from yolov8_trt_ros.core.types import Detections, Letterbox, Track
+from yolov8_trt_ros.core.types import Detections, EngineOutput, Letterbox, Track
 
 LOG = logging.getLogger(__name__)
 
@@ -53,6 +60,53 @@ class FrameResult:
     detections: Detections
     tracks: list[Track] | None
     letterbox: Letterbox
+
+
+@dataclass
+class _InFlight:
+    """One batch between :meth:`Pipeline._launch` and :meth:`Pipeline._finish`."""
+
+    output: EngineOutput
+    letterboxes: list[Letterbox]
+    lane: Any  # the torch stream the output is ready on (CUDA backend), else None
+
+
+class _Lanes:
+    """Two alternating torch streams on which the CUDA backend's outputs are handed over.
+
+    :class:`~yolov8_trt_ros.core.backends.cuda_backend.CudaBackend` makes the caller's
+    *current* stream wait for its engine stream. Were every batch handed to one stream,
+    batch *k*'s postprocessing would queue behind batch *k + 1*'s inference, launched just
+    before it, and the overlap would be lost. With two lanes batch *k* waits only for its own
+    inference, and its small postprocessing kernels (high priority) run beside the next
+    inference. Other backends need no lanes: their outputs are host arrays.
+    """
+
+    def __init__(self, backend: Backend) -> None:
+        self._streams: list[Any] = []
+        self._next = 0
+        if backend.info.name == "cuda":
+            import torch
+
+            device = torch.device(backend.info.device)
+            self._streams = [torch.cuda.Stream(device, priority=-1) for _ in range(2)]
+
+    def take(self) -> Any:
+        """The next lane (None without lanes)."""
+        if not self._streams:
+            return None
+        lane = self._streams[self._next]
+        self._next ^= 1
+        return lane
+
+
+def _on(lane: Any) -> contextlib.AbstractContextManager[Any]:
+    """Make ``lane`` the current torch stream (nothing for None)."""
+    if lane is None:
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.cuda.stream(lane)
 
 
 def _make_preprocessor(cfg: PreprocessConfig, backend: Backend) -> Any:
@@ -102,25 +156,69 @@ class Pipeline:
 
     def process(self, images: Sequence[np.ndarray], encodings: Sequence[str]) -> list[FrameResult]:
         """Run all stages on a batch of decoded images (HWC uint8 views, any supported encoding)."""
+        return self._finish(self._launch(images, encodings))
+
+    def process_stream(
+        self, batches: Iterable[tuple[Sequence[np.ndarray], Sequence[str]]]
+    ) -> Iterator[list[FrameResult]]:
+        """``process`` over ``(images, encodings)`` batches, overlapping host and device work.
+
+        Yields each batch's results in input order, equal to what ``process`` would return
+        for the same sequence of calls: batch *k + 1* is preprocessed and its inference
+        enqueued before batch *k* is postprocessed and tracked, and on the CUDA backend the
+        GPU runs it meanwhile (on other backends ``infer`` blocks and nothing overlaps).
+        ``batches`` is read one batch ahead of the results (a batch's images are copied by
+        the preprocessor when it is read, so their buffers are free from then on). If a batch
+        raises (a bad image, say), the batch before it is yielded first and the error then
+        propagates; a generator closed early drops the one batch in flight, untracked.
+        """
+        lanes = _Lanes(self.backend)
+        pending: _InFlight | None = None
+        for images, encodings in batches:
+            try:
+                launched = self._launch(images, encodings, lanes.take())
+            except Exception:
+                if pending is not None:
+                    done, pending = pending, None
+                    yield self._finish(done)
+                raise
+            if pending is not None:
+                yield self._finish(pending)
+            pending = launched
+        if pending is not None:
+            yield self._finish(pending)
+
+    def _launch(self, images: Sequence[np.ndarray], encodings: Sequence[str], lane: Any = None) -> _InFlight:
+        """Preprocess and start inference; with a lane, the output is ready on that stream."""
+        prof = self.profiler
+        with prof.stage("preprocess"):
+            tensor, letterboxes = self.preprocessor(images, encodings)
+        with prof.stage("inference"), _on(lane):
+            output = self.backend.infer(tensor)
+        return _InFlight(output, letterboxes, lane)
+
+    def _finish(self, job: _InFlight) -> list[FrameResult]:
+        """Postprocess, filter and track one launched batch (blocks until its output is ready).
+
+        The configs are read here, once per batch: an update applies to every batch not yet
+        finished, never to part of one.
+        """
         prof = self.profiler
         with self._lock:
             post_cfg, det_filter, tracker = self.postprocess_cfg, self.filter, self.tracker
             track = self.tracker_cfg.enabled
-        with prof.stage("preprocess"):
-            tensor, letterboxes = self.preprocessor(images, encodings)
-        with prof.stage("inference"):
-            output = self.backend.infer(tensor)
-        with prof.stage("postprocess"):
+        output = job.output
+        with prof.stage("postprocess"), _on(job.lane):
             if output.raw is not None and not isinstance(output.raw, np.ndarray):
                 from yolov8_trt_ros.core.postprocess import postprocess_torch
 
-                dets = postprocess_torch(output.raw, letterboxes, post_cfg)
+                dets = postprocess_torch(output.raw, job.letterboxes, post_cfg)
             else:
-                dets = postprocess(output, letterboxes, post_cfg)
+                dets = postprocess(output, job.letterboxes, post_cfg)
             dets = [det_filter(d) for d in dets]
         results: list[FrameResult] = []
         with prof.stage("tracking"):
-            for d, lb in zip(dets, letterboxes, strict=True):
+            for d, lb in zip(dets, job.letterboxes, strict=True):
                 results.append(FrameResult(d, tracker.update(d) if track else None, lb))
         return results
 

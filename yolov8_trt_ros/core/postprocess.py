@@ -167,57 +167,119 @@ def _torchvision_nms() -> Any:
     return nms
 
 
+#: :func:`postprocess_torch` runs NMS on the host (NumPy) when no image of the batch has more
+#: candidates than this, else on the device (torchvision). NumPy's greedy loop costs ~10 small
+#: array operations per *kept* box, torch ~30 launches and 3 synchronisations per batch
+#: whatever the count: on the H100 host the device path took 1.3 ms for a frame of 6 objects
+#: (``benchmarks/pipeline_gpu.md``), which NumPy matches only past a few hundred candidates.
+HOST_NMS_MAX_CANDIDATES = 256
+
+
 def postprocess_torch(
     raw: torch.Tensor, letterboxes: Sequence[Letterbox], cfg: PostprocessConfig
 ) -> list[Detections]:
-    """The same rule as :func:`postprocess` on a torch ``[B, 4 + C, A]`` tensor, on its device.
+    """The same rule as :func:`postprocess` on a torch ``[B, 4 + C, A]`` tensor (GPU or CPU).
 
-    Decode, threshold, stable sort and NMS (``torchvision.ops.nms``) run on the GPU; only the
-    kept boxes cross to the host. Two details keep it identical to the NumPy path:
+    The class maximum is taken on the tensor's device, which shrinks the head to six rows per
+    anchor (box, best score, its class) before the one device-to-host copy. Then, per batch:
 
-    * torchvision sorts by score with an unstable sort, so NMS gets each candidate's *rank*
-      in our stable order as its score: equal scores then still go by lower anchor index.
-    * class-wise NMS uses the coordinate-offset trick (each class shifted into its own band) in
-      float64: the shift moves a float32 coordinate by at most ~1e-10 px, against ~1e-4 px had
-      it been done in float32 (ultralytics' ``max_wh`` offset), so IoUs are those of the NumPy
-      path. Unlike torchvision's ``batched_nms`` offset, the bands also hold negative boxes.
+    * few candidates (every image at most :data:`HOST_NMS_MAX_CANDIDATES`, or torchvision
+      missing): threshold, stable sort and greedy NMS on the host with the NumPy path's own
+      code (:func:`nms_numpy`), so the result is that path's by construction;
+    * many candidates (a low ``conf_threshold``, a crowd): :func:`_nms_on_device`, where the
+      quadratic part runs in torchvision's NMS kernel.
 
-    Without torchvision the tensor is copied to the host and the NumPy path runs.
+    Ties between classes go to the lower class id, as NumPy's argmax.
     """
     import torch
 
-    nms = _torchvision_nms()
-    if nms is None:
-        return _from_raw(raw.detach().float().cpu().numpy(), letterboxes, cfg)
-    num_classes = _check_raw_shape(tuple(raw.shape), len(letterboxes), cfg)
+    batch = len(letterboxes)
+    num_classes = _check_raw_shape(tuple(raw.shape), batch, cfg)
     raw = raw.detach().float()
-    cls_scores = raw[:, 4 : 4 + num_classes]
-    # Ties between classes go to the lower class id, as NumPy's argmax.
-    scores_all, class_all = cls_scores.max(dim=1)
+    scores_all, class_all = raw[:, 4 : 4 + num_classes].max(dim=1)  # [B, A] each
+    packed = torch.cat((raw[:, :4], scores_all[:, None], class_all[:, None].float()), dim=1)
+    host = packed.cpu().numpy()  # [B, 6, A]: cx, cy, w, h, score, class (exact in float32)
+    passing = [np.flatnonzero(host[b, 4] >= cfg.conf_threshold) for b in range(batch)]
+    nms = _torchvision_nms()
+    if nms is not None and max(len(a) for a in passing) > HOST_NMS_MAX_CANDIDATES:
+        return _nms_on_device(nms, raw, scores_all, class_all, letterboxes, cfg)
     results: list[Detections] = []
     for b, lb in enumerate(letterboxes):
-        anchors = torch.nonzero(scores_all[b] >= cfg.conf_threshold).squeeze(1)
-        sorted_scores, order = torch.sort(scores_all[b, anchors], descending=True, stable=True)
-        order = anchors[order][: cfg.pre_nms_top_k]
-        scores = sorted_scores[: cfg.pre_nms_top_k]
-        cx, cy, w, h = (raw[b, k, order] for k in range(4))
-        boxes = torch.stack((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), dim=1)
-        class_ids = class_all[b, order]
-        n = boxes.shape[0]
-        rank_scores = torch.arange(n, 0, -1, device=boxes.device, dtype=torch.float64)
-        boxes64 = boxes.double()
-        if not cfg.class_agnostic and n:
-            # Shift to >= 0, then give each class its own band wider than all boxes together.
-            low = boxes64.min()
-            span = torch.ceil(boxes64.max() - low) + 1.0
-            boxes64 = boxes64 - low + (class_ids.double() * span)[:, None]
-        keep = nms(boxes64, rank_scores, iou_float32(cfg.iou_threshold))[: cfg.max_detections]
-        kept_boxes = boxes[keep].cpu().numpy()
-        results.append(
-            Detections(
-                lb.to_source(kept_boxes),
-                scores[keep].cpu().numpy(),
-                class_ids[keep].to(torch.int32).cpu().numpy(),
-            )
+        # decode_candidates' steps, on the best score and class already taken on the device
+        scores = host[b, 4]
+        anchors = passing[b]
+        order = anchors[np.argsort(-scores[anchors], kind="stable")][: cfg.pre_nms_top_k]
+        cx, cy, w, h = (host[b, k, order] for k in range(4))
+        boxes = np.stack((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), axis=1)
+        class_ids = host[b, 5, order].astype(np.int32)
+        keep = nms_numpy(
+            boxes, None if cfg.class_agnostic else class_ids, cfg.iou_threshold, cfg.max_detections
         )
+        results.append(Detections(lb.to_source(boxes[keep]), scores[order][keep], class_ids[keep]))
+    return results
+
+
+def _nms_on_device(
+    nms: Any,
+    raw: torch.Tensor,
+    scores_all: torch.Tensor,
+    class_all: torch.Tensor,
+    letterboxes: Sequence[Letterbox],
+    cfg: PostprocessConfig,
+) -> list[Detections]:
+    """:func:`postprocess_torch` for many candidates: sort and NMS for the whole batch at once.
+
+    Three host synchronisations per batch (the candidate count, torchvision's NMS mask, the
+    result), whatever its size. Three details keep it identical to the NumPy path:
+
+    * candidates are sorted by score with a stable sort and then, stably, by image, so each
+      image's candidates are best first with equal scores in anchor order; torchvision's
+      unstable sort gets each candidate's *rank* in that order as its score.
+    * class-wise NMS (and the batch) uses the coordinate-offset trick, each (image, class) in
+      its own band, in float64: the shift moves a float32 coordinate by at most ~1e-10 px,
+      against ~1e-4 px had it been done in float32 (ultralytics' ``max_wh`` offset), so IoUs
+      are those of the NumPy path. Unlike torchvision's ``batched_nms`` offset, the bands
+      also hold negative boxes.
+    * ``pre_nms_top_k`` and ``max_detections`` are applied per image.
+    """
+    import torch
+
+    batch = len(letterboxes)
+    num_classes = cfg.num_classes
+    # Row-major (image, anchor) pairs: anchors ascending within each image.
+    image, anchor = torch.nonzero(scores_all >= cfg.conf_threshold).unbind(1)
+    if image.numel() == 0:
+        return [Detections.empty() for _ in range(batch)]
+    scores, order = torch.sort(scores_all[image, anchor], descending=True, stable=True)
+    image, anchor = image[order], anchor[order]
+    if batch > 1:
+        image, order = torch.sort(image, stable=True)
+        scores, anchor = scores[order], anchor[order]
+    if image.numel() > cfg.pre_nms_top_k:  # some image may have more: cut each to its top k
+        counts = torch.bincount(image, minlength=batch)
+        rank = torch.arange(image.numel(), device=image.device) - (torch.cumsum(counts, 0) - counts)[image]
+        top = rank < cfg.pre_nms_top_k
+        image, anchor, scores = image[top], anchor[top], scores[top]
+    class_ids = class_all[image, anchor]
+    centre_size = raw[image, :4, anchor]  # [n, 4]: cx, cy, w, h
+    half = centre_size[:, 2:] / 2
+    boxes = torch.cat((centre_size[:, :2] - half, centre_size[:, :2] + half), dim=1)
+    n = boxes.shape[0]
+    rank_scores = torch.arange(n, 0, -1, device=boxes.device, dtype=torch.float64)
+    boxes64 = boxes.double()
+    if batch > 1 or not cfg.class_agnostic:
+        # Shift to >= 0, then give each band its own interval wider than all boxes together.
+        band = image if cfg.class_agnostic else image * num_classes + class_ids
+        low = boxes64.min()
+        span = torch.ceil(boxes64.max() - low) + 1.0
+        boxes64 = boxes64 - low + (band.double() * span)[:, None]
+    keep = nms(boxes64, rank_scores, iou_float32(cfg.iou_threshold))  # best first: grouped by image
+    # One device-to-host copy; class ids and image indices are exact in float32.
+    rows = torch.cat((boxes, scores[:, None], class_ids[:, None].float(), image[:, None].float()), dim=1)
+    kept = rows[keep].cpu().numpy()
+    bounds = np.searchsorted(kept[:, 6], np.arange(batch + 1))
+    results: list[Detections] = []
+    for b, lb in enumerate(letterboxes):
+        mine = kept[bounds[b] : bounds[b + 1]][: cfg.max_detections]
+        results.append(Detections(lb.to_source(mine[:, :4]), mine[:, 4], mine[:, 5]))
     return results
