@@ -95,7 +95,8 @@ class NodeProcess:
         )
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:  # after stop() the file is closed: what is on disk is all
+            self._log.flush()
         return self.log_path.read_text()
 
     def alive(self) -> bool:

@@ -104,4 +104,5 @@ def test_shutdown_from_any_state(rclpy_session, detector_model, tmp_path, path):
         assert proc.alive()
     finally:
         probe.close()
-        assert proc.stop() in (0, -15), proc.log()
+        rc = proc.stop()
+        assert rc in (0, -15), f"exit code {rc}; node log:\n{proc.log()}"

@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     detector = YoloDetectorNode()
     nodes: list = [detector]
     camera = recorder = None
+    executor: MultiThreadedExecutor | None = None
     try:
         if not detector.get_parameter("autostart").value:
             if detector.trigger_configure() != TransitionCallbackReturn.SUCCESS:
@@ -106,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        if executor is not None:  # callbacks still running on its threads finish first
+            executor.shutdown(timeout_sec=5.0)
         print(_final_report(detector, camera, recorder))
         if args.report:  # before shutdown, which resets the profiler
             args.report.parent.mkdir(parents=True, exist_ok=True)

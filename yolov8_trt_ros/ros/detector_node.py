@@ -487,6 +487,9 @@ def main(args: list[str] | None = None) -> None:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        # Let callbacks still running on the executor's threads finish first: destroying the
+        # node under one of them fails (rclpy's InvalidHandle) and the process exits with 1.
+        executor.shutdown(timeout_sec=5.0)
         node.on_shutdown(LifecycleState(state_id=0, label="shutdown"))
         node.destroy_node()
         rclpy.try_shutdown()
