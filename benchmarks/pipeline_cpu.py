@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import gc
+import itertools
 import json
 import math
 import os
@@ -59,6 +60,7 @@ from yolov8_trt_ros.core.profiling import (  # noqa: E402
     memory_snapshot,
     resident_memory_mb,
 )
+from yolov8_trt_ros.core.sources import SourceError, iter_frames  # noqa: E402
 
 SCHEMA = "yolov8_trt_ros.pipeline_benchmark/1"
 
@@ -69,19 +71,12 @@ def log(text: str) -> None:
 
 def load_frames(directory: Path, limit: int) -> list[np.ndarray]:
     """Decode the sequence's JPEGs once (BGR, as a camera driver hands them over)."""
-    import cv2
-
-    paths = sorted(directory.glob("*.jpg"))[:limit]
-    if not paths:
-        raise SystemExit(
-            f"no *.jpg in {directory} (regenerate data/synth: see scripts/make_synthetic_data.py)"
-        )
-    frames = []
-    for path in paths:
-        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if frame is None:
-            raise SystemExit(f"cannot decode {path}")
-        frames.append(frame)
+    try:  # the camera source's own reader: sorted by name, decoded once to bgr8
+        frames = list(itertools.islice(iter_frames(str(directory)), limit))
+    except SourceError as exc:
+        raise SystemExit(f"{exc} (regenerate data/synth: see scripts/make_synthetic_data.py)") from exc
+    if not frames:
+        raise SystemExit(f"no images in {directory}")
     return frames
 
 

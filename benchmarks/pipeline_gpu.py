@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import itertools
 import json
 import os
 import platform
@@ -73,6 +74,7 @@ from yolov8_trt_ros.core.profiling import (  # noqa: E402
     memory_snapshot,
     open_device_monitor,
 )
+from yolov8_trt_ros.core.sources import SourceError, iter_frames  # noqa: E402
 
 Batch = tuple[list[np.ndarray], list[str]]
 DEFAULT_FRAMES = REPO / "data" / "synth" / "tracking" / "SYNTH-01" / "img1"
@@ -81,15 +83,10 @@ DEFAULT_FRAMES = REPO / "data" / "synth" / "tracking" / "SYNTH-01" / "img1"
 # ---- inputs ---------------------------------------------------------------------------------
 def load_frames(frames_dir: Path, limit: int) -> list[np.ndarray]:
     """Decode up to ``limit`` images of ``frames_dir`` (sorted by name) to bgr8 arrays."""
-    import cv2
-
-    paths = sorted(p for p in frames_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:limit]
-    frames: list[np.ndarray] = []
-    for path in paths:
-        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if frame is None:
-            raise SystemExit(f"cannot read {path}")
-        frames.append(frame)
+    try:  # the camera source's own reader: sorted by name, decoded once to bgr8
+        frames = list(itertools.islice(iter_frames(str(frames_dir)), limit))
+    except SourceError as exc:
+        raise SystemExit(f"{exc} (regenerate data/synth: see scripts/make_synthetic_data.py)") from exc
     if not frames:
         raise SystemExit(f"no images in {frames_dir}")
     return frames
