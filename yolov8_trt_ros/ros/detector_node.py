@@ -260,13 +260,13 @@ class YoloDetectorNode(LifecycleNode):
             self._worker = None
 
     # --- frames ---------------------------------------------------------------------------
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg: Image | CompressedImage) -> None:
         self.counters["received"] += 1
         if self._slot.put(msg):
             self.counters["dropped"] += 1
 
     def _on_compressed(self, msg: CompressedImage) -> None:
-        self._on_image(msg)  # type: ignore[arg-type]
+        self._on_image(msg)
 
     def _work(self) -> None:
         while not self._slot.closed:
