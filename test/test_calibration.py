@@ -148,18 +148,28 @@ def test_qdq_model_runs_in_onnxruntime_close_to_fp32(
 @pytest.mark.slow
 def test_qdq_trained_model_keeps_its_detections(tmp_path: Path) -> None:
     """On the trained test model, 16 calibration images already keep >= 95 % of FP32 detections."""
+    import cv2
     import torch
     from ultralytics.utils.metrics import box_iou
     from ultralytics.utils.nms import non_max_suppression
 
+    from yolov8_trt_ros.datasets.synthetic import SPLIT_IDS, render_detection_image
+
     model = REPO / "models/test/yolov8n_synth.onnx"
-    calib, val = REPO / "data/synth/detection/images/calib", REPO / "data/synth/detection/images/val"
-    if not (model.is_file() and calib.is_dir() and val.is_dir()):
-        pytest.skip("needs models/test/yolov8n_synth.onnx and data/synth (scripts/make_synthetic_data.py)")
+    # The generator's own calib and val images (seeded, as scripts/make_synthetic_data.py writes
+    # them), rendered here so that the test needs no data/synth.
+    split_dirs = {}
+    for split, count in (("calib", 16), ("val", 8)):
+        split_dirs[split] = tmp_path / split
+        split_dirs[split].mkdir()
+        for index in range(count):
+            image, _, quality = render_detection_image(seed=0, split_id=SPLIT_IDS[split], index=index)
+            path = split_dirs[split] / f"{index:06d}.jpg"
+            cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     fp32 = tmp_path / "synth.onnx"
     shutil.copy(model, fp32)
-    quantize_qdq(fp32, CalibrationImages(calib, 640, 640, limit=16))
-    images = letterbox_images(sorted(val.glob("*.jpg"))[:8], 640)
+    quantize_qdq(fp32, CalibrationImages(split_dirs["calib"], 640, 640, limit=16))
+    images = letterbox_images(sorted(split_dirs["val"].glob("*.jpg")), 640)
     ref = non_max_suppression(torch.from_numpy(_raw(fp32, "fp32", images)), 0.25, 0.45)
     got = non_max_suppression(torch.from_numpy(_raw(fp32, "int8", images)), 0.25, 0.45)
     matched = total = 0
