@@ -7,6 +7,7 @@ discovery, so parallel runs on one machine do not see each other.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -108,6 +109,8 @@ class NodeProcess:
             try:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
+                self.proc.send_signal(signal.SIGUSR1)  # the node dumps its threads' stacks to the log
+                time.sleep(1.0)
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
