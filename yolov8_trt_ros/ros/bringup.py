@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import yaml
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 
+from yolov8_trt_ros.ros import signals
 from yolov8_trt_ros.ros.camera_source import CameraSourceNode
 from yolov8_trt_ros.ros.detector_node import YoloDetectorNode
 from yolov8_trt_ros.ros.video_recorder import VideoRecorderNode
@@ -80,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     sections = _node_sections(args.params)
     with_camera = args.camera if args.camera is not None else "camera_source" in sections
-    rclpy.init(args=["bringup", "--ros-args", "--params-file", str(args.params), *ros_args])
+    stop = signals.init(["bringup", "--ros-args", "--params-file", str(args.params), *ros_args])
     detector = YoloDetectorNode()
     nodes: list = [detector]
     camera = recorder = None
@@ -103,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         executor = MultiThreadedExecutor(num_threads=4)
         for node in nodes:
             executor.add_node(node)
-        _run(executor, detector, camera, recorder, args)
-    except (KeyboardInterrupt, ExternalShutdownException):
+        _run(executor, detector, camera, recorder, args, stop)
+    except ExternalShutdownException:
         pass
     finally:
         if executor is not None:  # callbacks still running on its threads finish first
@@ -134,10 +136,11 @@ def _run(
     camera: CameraSourceNode | None,
     recorder: VideoRecorderNode | None,
     args: argparse.Namespace,
+    stop: threading.Event,
 ) -> None:
     start = last_report = time.monotonic()
     done_at: float | None = None
-    while rclpy.ok():
+    while rclpy.ok() and not stop.is_set():
         executor.spin_once(timeout_sec=0.05)
         now = time.monotonic()
         if args.duration and now - start >= args.duration:

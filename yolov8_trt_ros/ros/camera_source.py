@@ -18,6 +18,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from yolov8_trt_ros.core.sources import convert_bgr, iter_frames
+from yolov8_trt_ros.ros import signals
 from yolov8_trt_ros.ros.conversions import array_to_image
 
 
@@ -86,12 +87,12 @@ class CameraSourceNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
+    stop = signals.init(args)
     node = CameraSourceNode()
     try:
-        while rclpy.ok() and not node.done:
+        while rclpy.ok() and not node.done and not stop.is_set():
             rclpy.spin_once(node, timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except ExternalShutdownException:
         pass
     finally:
         node.destroy_node()

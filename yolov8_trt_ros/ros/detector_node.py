@@ -9,8 +9,6 @@ executor never blocks on inference and a stale frame is dropped (and counted), n
 
 from __future__ import annotations
 
-import faulthandler
-import signal
 import threading
 import time
 import traceback
@@ -25,7 +23,6 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
 from vision_msgs.msg import Detection2DArray
 
@@ -41,7 +38,7 @@ from yolov8_trt_ros.core.profiling import (
     peak_resident_memory_mb,
     resident_memory_mb,
 )
-from yolov8_trt_ros.ros import conversions
+from yolov8_trt_ros.ros import conversions, signals
 from yolov8_trt_ros.ros.parameters import BY_NAME, build_configs, current_values, declare_all
 
 RESULT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -482,16 +479,9 @@ class YoloDetectorNode(LifecycleNode):
 def main(args: list[str] | None = None) -> None:
     """``ros2 run yolov8_trt_ros yolov8_trt_node`` (a lifecycle node: use autostart or a manager).
 
-    SIGINT and SIGTERM are handled here rather than by rclpy's handlers: a clean-clone test
-    run caught rclpy's executor still waiting in ``rcl_wait`` 15 s after a SIGTERM (1 run in 4),
-    so the node spins in short slices and stops when the flag is set, whatever the
-    middleware does. ``kill -USR1 <pid>`` prints every thread's Python stack to stderr.
+    Spins in slices until SIGINT/SIGTERM (see ``ros/signals.py`` for why not rclpy's handlers).
     """
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = signals.init(args)
     node = YoloDetectorNode()
     executor = rclpy.executors.MultiThreadedExecutor(num_threads=2)
     executor.add_node(node)
