@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import gc
-import itertools
 import json
 import math
 import os
@@ -60,24 +59,13 @@ from yolov8_trt_ros.core.profiling import (  # noqa: E402
     memory_snapshot,
     resident_memory_mb,
 )
-from yolov8_trt_ros.core.sources import SourceError, iter_frames  # noqa: E402
+from yolov8_trt_ros.core.sources import SourceError, read_frames  # noqa: E402
 
 SCHEMA = "yolov8_trt_ros.pipeline_benchmark/1"
 
 
 def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
-
-
-def load_frames(directory: Path, limit: int) -> list[np.ndarray]:
-    """Decode the sequence's JPEGs once (BGR, as a camera driver hands them over)."""
-    try:  # the camera source's own reader: sorted by name, decoded once to bgr8
-        frames = list(itertools.islice(iter_frames(str(directory)), limit))
-    except SourceError as exc:
-        raise SystemExit(f"{exc} (regenerate data/synth: see scripts/make_synthetic_data.py)") from exc
-    if not frames:
-        raise SystemExit(f"no images in {directory}")
-    return frames
 
 
 def model_for(fp32_model: Path, precision: str) -> Path:
@@ -448,7 +436,10 @@ def main(argv: list[str] | None = None) -> int:
             model_for(model, "int8")  # fail before hours of timing, not after
 
     load_start = os.getloadavg()
-    frames = load_frames(args.frames, args.max_frames)
+    try:  # decoded once, before any timing, by the camera source's own reader
+        frames = read_frames(str(args.frames), args.max_frames)
+    except SourceError as exc:
+        raise SystemExit(f"{exc} (regenerate data/synth: see scripts/make_synthetic_data.py)") from exc
     log(f"{len(frames)} frames of {frames[0].shape[1]}x{frames[0].shape[0]} decoded")
     memory = measure_memory(args.models[0], frames, args) if args.memory_frames > 0 else None
     configs = [

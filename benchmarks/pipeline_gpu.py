@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import itertools
 import json
 import os
 import platform
@@ -74,22 +73,13 @@ from yolov8_trt_ros.core.profiling import (  # noqa: E402
     memory_snapshot,
     open_device_monitor,
 )
-from yolov8_trt_ros.core.sources import SourceError, iter_frames  # noqa: E402
+from yolov8_trt_ros.core.sources import SourceError, read_frames  # noqa: E402
 
 Batch = tuple[list[np.ndarray], list[str]]
 DEFAULT_FRAMES = REPO / "data" / "synth" / "tracking" / "SYNTH-01" / "img1"
 
 
 # ---- inputs ---------------------------------------------------------------------------------
-def load_frames(frames_dir: Path, limit: int) -> list[np.ndarray]:
-    """Decode up to ``limit`` images of ``frames_dir`` (sorted by name) to bgr8 arrays."""
-    try:  # the camera source's own reader: sorted by name, decoded once to bgr8
-        frames = list(itertools.islice(iter_frames(str(frames_dir)), limit))
-    except SourceError as exc:
-        raise SystemExit(f"{exc} (regenerate data/synth: see scripts/make_synthetic_data.py)") from exc
-    if not frames:
-        raise SystemExit(f"no images in {frames_dir}")
-    return frames
 
 
 def batch_cycle(frames: Sequence[np.ndarray], batch: int) -> list[Batch]:
@@ -298,7 +288,10 @@ def environment(args: argparse.Namespace, n_frames: int, shape: tuple[int, ...])
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    frames = load_frames(args.frames_dir, args.max_frames)
+    try:  # decoded once, before any timing, by the camera source's own reader
+        frames = read_frames(str(args.frames_dir), args.max_frames)
+    except SourceError as exc:
+        raise SystemExit(f"{exc} (regenerate data/synth: see scripts/make_synthetic_data.py)") from exc
     out: dict[str, Any] = {"env": environment(args, len(frames), frames[0].shape), "configs": []}
     save(out, args)
     monitor = open_device_monitor() if args.backend != "onnxruntime" else None

@@ -10,6 +10,7 @@ A source string names where frames come from:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -86,6 +87,14 @@ def iter_frames(source: str, loops: int = 1, synthetic_frames: int = 300) -> Ite
             files = [_read_image(p) for p in _image_files(path)]
             one_pass = lambda: iter(files)  # noqa: E731
     return _repeat(one_pass, loops, source)
+
+
+def read_frames(source: str, limit: int) -> list[np.ndarray]:
+    """Up to ``limit`` bgr8 frames of ``source``, decoded now (for benchmarks: no I/O when timed)."""
+    frames = list(itertools.islice(iter_frames(source), limit))
+    if not frames:
+        raise SourceError(f"source {source!r} holds no frames")
+    return frames
 
 
 def _repeat(one_pass: Callable[[], Iterator[np.ndarray]], loops: int, source: str) -> Iterator[np.ndarray]:
