@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +10,6 @@ import pytest
 from yolov8_trt_ros.core.config import ConfigError, TrackerConfig
 from yolov8_trt_ros.core.tracking.bytetrack import ByteTracker
 from yolov8_trt_ros.core.types import Detections, Track
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def box(cx: float, cy: float, w: float = 40.0, h: float = 80.0) -> tuple[float, float, float, float]:
@@ -339,22 +335,13 @@ def test_duplicate_tracked_track_is_dropped_when_younger():
 # -------------------------------------------------------------------------------------------------
 # Against ultralytics' BYTETracker on the same detections
 # -------------------------------------------------------------------------------------------------
-def _evaluate_module():
-    spec = importlib.util.spec_from_file_location(
-        "evaluate_tracker", REPO / "scripts" / "evaluate_tracker.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("evaluate_tracker", module)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def evaluate():
     pytest.importorskip("lap")  # ultralytics' matching imports it
     pytest.importorskip("motmetrics")
-    return _evaluate_module()
+    from scripts import evaluate_tracker  # the repository root is on sys.path (conftest.py)
+
+    return evaluate_tracker
 
 
 def _synthetic_sequence(evaluate, tmp_path: Path, seed: int, n_frames: int):

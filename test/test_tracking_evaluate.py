@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
 def ev():
     pytest.importorskip("motmetrics")
-    spec = importlib.util.spec_from_file_location(
-        "evaluate_tracker", REPO / "scripts" / "evaluate_tracker.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("evaluate_tracker", module)
-    spec.loader.exec_module(module)
-    return module
+    from scripts import evaluate_tracker  # the repository root is on sys.path (conftest.py)
+
+    return evaluate_tracker
 
 
 def _write_seq(root: Path, name: str, gt_rows: list[str], det_rows: list[str] | None = None) -> Path:
