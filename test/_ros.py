@@ -11,7 +11,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -214,6 +215,26 @@ class Probe:
     def close(self) -> None:
         self.executor.remove_node(self.node)
         self.node.destroy_node()
+
+
+@contextmanager
+def node_and_probe(
+    name: str, params: dict[str, Any], log_dir: Path, *, subscribed: bool = False
+) -> Iterator[tuple[NodeProcess, Probe]]:
+    """The detector in its own process and a probe that sees it; both gone afterwards.
+
+    ``subscribed`` also waits until the node's image subscription exists (an active node).
+    """
+    proc = NodeProcess(name, params, log_dir)
+    probe = Probe(name, name=f"{name}_probe")
+    try:
+        probe.wait_for_node()
+        if subscribed:
+            probe.wait_subscribed(timeout=60)
+        yield proc, probe
+    finally:
+        probe.close()
+        proc.stop()
 
 
 def _param_value(value: Any) -> ParameterValue:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from _ros import NodeProcess, Probe, image_msg, read_bgr, spin_until
+from _ros import NodeProcess, Probe, image_msg, node_and_probe, read_bgr, spin_until
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -16,18 +16,13 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def lifecycle_node(rclpy_session, tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("lifecycle")
-    proc = NodeProcess(
-        "lc_detector",
-        {"backend": "onnxruntime", "model_path": str(log_dir / "missing.onnx"), "diagnostics_period": 0.2},
-        log_dir,
-    )
-    probe = Probe("lc_detector", name="lc_probe")
-    try:
-        probe.wait_for_node()
+    params = {
+        "backend": "onnxruntime",
+        "model_path": str(log_dir / "missing.onnx"),
+        "diagnostics_period": 0.2,
+    }
+    with node_and_probe("lc_detector", params, log_dir) as (proc, probe):
         yield proc, probe, log_dir
-    finally:
-        probe.close()
-        proc.stop()
 
 
 def test_lifecycle_orders_failure_and_retry(lifecycle_node, detector_model, assets_dir):

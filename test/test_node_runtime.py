@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from rclpy.qos import qos_profile_sensor_data
 
-from _ros import NodeProcess, Probe, image_msg, read_bgr, spin_until
+from _ros import image_msg, node_and_probe, read_bgr, spin_until
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 _stamps = count(100)
@@ -28,15 +28,8 @@ def active_node(rclpy_session, detector_model, tmp_path_factory):
         "tracker.enabled": True,
         "compressed_input": True,
     }
-    proc = NodeProcess("rt_detector", params, log_dir)
-    probe = Probe("rt_detector", name="rt_probe")
-    try:
-        probe.wait_for_node()
-        probe.wait_subscribed(timeout=60)
+    with node_and_probe("rt_detector", params, log_dir, subscribed=True) as (proc, probe):
         yield proc, probe
-    finally:
-        probe.close()
-        proc.stop()
 
 
 def _send(probe, img, encoding="bgr8"):

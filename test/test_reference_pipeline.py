@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _ros import NodeProcess, Probe, image_msg, read_bgr
+from _ros import image_msg, node_and_probe, read_bgr
 
 FIXTURE = Path(__file__).parent / "fixtures" / "reference_synth.npz"
 MODEL = Path(__file__).resolve().parents[1] / "models" / "test" / "yolov8n_synth.onnx"
@@ -92,11 +92,7 @@ def test_node_answers_a_photo_like_ultralytics(rclpy_session, ref, image, tmp_pa
         "tracker.enabled": False,
         "publish_class_names": False,
     }
-    proc = NodeProcess("ref_detector", params, tmp_path)
-    probe = Probe("ref_detector", name="ref_probe")
-    try:
-        probe.wait_for_node()
-        probe.wait_subscribed(timeout=60)
+    with node_and_probe("ref_detector", params, tmp_path, subscribed=True) as (_, probe):
         for i, name in enumerate(IMAGES):
             img = image(name)
             msg = probe.send_and_wait(image_msg(img, "bgr8", frame_id="camera_optical", stamp_sec=10 + i))
@@ -114,6 +110,3 @@ def test_node_answers_a_photo_like_ultralytics(rclpy_session, ref, image, tmp_pa
             assert_same_boxes(boxes, classes, data[f"{name}/boxes"], data[f"{name}/classes"])
             scores = sorted(d.results[0].hypothesis.score for d in msg.detections)
             np.testing.assert_allclose(scores, np.sort(data[f"{name}/scores"]), atol=2e-3)
-    finally:
-        probe.close()
-        proc.stop()
