@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -112,9 +114,8 @@ def _ort_raw(onnx_path: Path, images: np.ndarray) -> np.ndarray:
     return OnnxRuntimeBackend(EngineConfig(model_path=str(onnx_path), precision="fp32")).infer(images).raw
 
 
-@pytest.mark.tensorrt
-@pytest.mark.slow
-def test_fp16_engine_raw_head_matches_onnxruntime(tmp_path: Path, assets_dir: Path) -> None:
+def _raw_fp16_engine(tmp_path: Path) -> Any:
+    """The seeded yolov8n as an FP16 engine without NMS (raw head out), batch 1..2, CUDA graphs on."""
     from yolov8_trt_ros.core.backends.tensorrt_backend import TensorRTBackend
 
     cfg = EngineConfig(
@@ -124,8 +125,14 @@ def test_fp16_engine_raw_head_matches_onnxruntime(tmp_path: Path, assets_dir: Pa
         end2end_nms=False,
         max_batch_size=2,
     )
+    return TensorRTBackend(cfg, PostprocessConfig())
+
+
+@pytest.mark.tensorrt
+@pytest.mark.slow
+def test_fp16_engine_raw_head_matches_onnxruntime(tmp_path: Path, assets_dir: Path) -> None:
     images = letterbox_images([assets_dir / "bus.jpg", assets_dir / "zidane.jpg"], TEST_IMGSZ)
-    backend = TensorRTBackend(cfg, PostprocessConfig())
+    backend = _raw_fp16_engine(tmp_path)
     try:
         assert backend.info.input_fp16 and not backend.info.has_nms
         out = backend.infer(images.astype(np.float16)).raw
@@ -188,3 +195,39 @@ def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
     area = lambda b: np.prod(b[..., 2:] - b[..., :2], axis=-1)  # noqa: E731
     return inter / (area(box) + area(boxes) - inter)
+
+
+# --- TensorRT layer timing: core/profiling.py's LayerProfiler through the backend -----------
+@pytest.mark.tensorrt
+@pytest.mark.slow
+def test_tensorrt_backend_reports_layer_times_of_every_inference(tmp_path, assets_dir):
+    from yolov8_trt_ros.core.profiling import LayerProfiler
+
+    images = letterbox_images([assets_dir / "bus.jpg", assets_dir / "zidane.jpg"], TEST_IMGSZ)
+    images = images.astype(np.float16)
+    backend = _raw_fp16_engine(tmp_path)
+    try:
+        plain = backend.infer(images).raw
+        backend.infer(images)  # a CUDA graph for batch 2 exists from here on
+        layers = LayerProfiler()
+        backend.enable_layer_profiling(layers)
+        assert backend.layer_profiler is layers
+        runs, walls = 5, []
+        for _ in range(runs):
+            start = time.perf_counter()
+            out = backend.infer(images).raw
+            walls.append((time.perf_counter() - start) * 1e3)
+            np.testing.assert_array_equal(out, plain)  # profiling changes timing, not results
+        # Every inference reported (the graph would have bypassed the profiler), every layer once each.
+        assert layers.runs == runs
+        medians = layers.medians()
+        assert len(medians) >= 10  # YOLOv8n has dozens of layers even after TensorRT's fusions
+        table = layers.markdown().splitlines()[4:]
+        assert {int(row.split("|")[4]) for row in table} == {runs}
+        # Layer times are device time inside the call, which also uploads and downloads.
+        assert 0.0 < layers.total_median_ms() <= float(np.median(walls)) * 1.05
+        backend.disable_layer_profiling()
+        np.testing.assert_array_equal(backend.infer(images).raw, plain)
+        assert layers.runs == runs and backend.layer_profiler is None  # detached: no more reports
+    finally:
+        backend.close()
