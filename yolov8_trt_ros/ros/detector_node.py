@@ -170,18 +170,20 @@ class YoloDetectorNode(LifecycleNode):
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_processing()
-        self._destroy_publishers()
-        self._release_pipeline()
+        self._release_all()
         self._state = "unconfigured"
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release_all()
+        self._state = "finalized"
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release_all(self) -> None:
+        """Subscriptions, worker, publishers, engine and GPU memory: what cleanup and shutdown free."""
         self._stop_processing()
         self._destroy_publishers()
         self._release_pipeline()
-        self._state = "finalized"
-        return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.get_logger().error(f"error in state {state.label}; releasing resources")
