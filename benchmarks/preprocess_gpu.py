@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
-import platform
 import statistics
 import sys
 import time
@@ -37,6 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from yolov8_trt_ros.core.config import PreprocessConfig
+from yolov8_trt_ros.core.machine import describe_machine
 from yolov8_trt_ros.core.preprocess import CpuPreprocessor
 
 SIZES = [(640, 480), (1280, 720), (1920, 1080)]
@@ -180,8 +179,8 @@ def main() -> None:
     args = parser.parse_args()
     lines = [
         f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
-        f"- host: {platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs, "
-        f"OpenCV {cv2.__version__}, {cv2.getNumThreads()} OpenCV threads), NumPy {np.__version__}",
+        f"- host: {describe_machine()}, OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads), "
+        f"NumPy {np.__version__}",
         f"- command: `{' '.join(['python3', *sys.argv])}`",
         "",
     ]
