@@ -98,23 +98,35 @@ def decode_candidates(
     class_ids = cls_scores.argmax(axis=0)  # first maximum: lower class id on equal scores
     scores = np.take_along_axis(cls_scores, class_ids[None], axis=0)[0]
     anchors = np.flatnonzero(scores >= cfg.conf_threshold)
+    return _sorted_candidates(raw[:4], scores, class_ids, anchors, cfg)
+
+
+def _sorted_candidates(
+    cxcywh: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, anchors: np.ndarray, cfg: PostprocessConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``anchors`` (those passing the threshold) best first, stable, cut to ``pre_nms_top_k``."""
     order = anchors[np.argsort(-scores[anchors], kind="stable")][: cfg.pre_nms_top_k]
-    cx, cy, w, h = (raw[k, order] for k in range(4))
+    cx, cy, w, h = (cxcywh[k, order] for k in range(4))
     boxes = np.stack((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), axis=1)
     return boxes, scores[order], class_ids[order].astype(np.int32)
+
+
+def _nms_detections(
+    candidates: tuple[np.ndarray, np.ndarray, np.ndarray], lb: Letterbox, cfg: PostprocessConfig
+) -> Detections:
+    """NMS over one image's sorted candidates, kept boxes mapped to source pixels."""
+    boxes, scores, class_ids = candidates
+    keep = nms_numpy(boxes, None if cfg.class_agnostic else class_ids, cfg.iou_threshold, cfg.max_detections)
+    return Detections(lb.to_source(boxes[keep]), scores[keep], class_ids[keep])
 
 
 def _from_raw(raw: np.ndarray, letterboxes: Sequence[Letterbox], cfg: PostprocessConfig) -> list[Detections]:
     num_classes = _check_raw_shape(raw.shape, len(letterboxes), cfg)
     raw = np.asarray(raw, dtype=np.float32)
-    results: list[Detections] = []
-    for image_raw, lb in zip(raw, letterboxes, strict=True):
-        boxes, scores, class_ids = decode_candidates(image_raw, num_classes, cfg)
-        keep = nms_numpy(
-            boxes, None if cfg.class_agnostic else class_ids, cfg.iou_threshold, cfg.max_detections
-        )
-        results.append(Detections(lb.to_source(boxes[keep]), scores[keep], class_ids[keep]))
-    return results
+    return [
+        _nms_detections(decode_candidates(image_raw, num_classes, cfg), lb, cfg)
+        for image_raw, lb in zip(raw, letterboxes, strict=True)
+    ]
 
 
 def _from_engine_nms(
@@ -203,20 +215,10 @@ def postprocess_torch(
     nms = _torchvision_nms()
     if nms is not None and max(len(a) for a in passing) > HOST_NMS_MAX_CANDIDATES:
         return _nms_on_device(nms, raw, scores_all, class_all, letterboxes, cfg)
-    results: list[Detections] = []
-    for b, lb in enumerate(letterboxes):
-        # decode_candidates' steps, on the best score and class already taken on the device
-        scores = host[b, 4]
-        anchors = passing[b]
-        order = anchors[np.argsort(-scores[anchors], kind="stable")][: cfg.pre_nms_top_k]
-        cx, cy, w, h = (host[b, k, order] for k in range(4))
-        boxes = np.stack((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), axis=1)
-        class_ids = host[b, 5, order].astype(np.int32)
-        keep = nms_numpy(
-            boxes, None if cfg.class_agnostic else class_ids, cfg.iou_threshold, cfg.max_detections
-        )
-        results.append(Detections(lb.to_source(boxes[keep]), scores[order][keep], class_ids[keep]))
-    return results
+    return [
+        _nms_detections(_sorted_candidates(host[b, :4], host[b, 4], host[b, 5], passing[b], cfg), lb, cfg)
+        for b, lb in enumerate(letterboxes)
+    ]
 
 
 def _nms_on_device(
