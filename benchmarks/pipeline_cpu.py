@@ -48,6 +48,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
+from benchmarks.pipeline_gpu import summary  # noqa: E402
 from yolov8_trt_ros.core.backends.factory import create_backend  # noqa: E402
 from yolov8_trt_ros.core.backends.model_info import int8_sibling  # noqa: E402
 from yolov8_trt_ros.core.config import EngineConfig  # noqa: E402
@@ -113,17 +114,8 @@ class FrameFeed:
 
 
 def summarise(times_s: Sequence[float], batch: int) -> dict[str, Any]:
-    """Per-call ms statistics; the keys of ``pipeline_gpu.py``'s ``summary`` plus the mean."""
-    arr = np.asarray(times_s) * 1e3
-    med = float(np.median(arr))
-    return {
-        "n": int(arr.size),
-        "median_ms": med,
-        "p90_ms": float(np.percentile(arr, 90)),
-        "mean_ms": float(arr.mean()),
-        "per_frame_ms": med / batch,
-        "fps": batch * 1e3 / med,
-    }
+    """Per-call ms statistics: ``pipeline_gpu.py``'s ``summary`` (same JSON keys) plus the mean."""
+    return {**summary(times_s, batch), "mean_ms": float(np.mean(times_s)) * 1e3}
 
 
 def timed(fn: Callable[[], object], n: int, out: list[float]) -> None:
