@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,12 +63,13 @@ class FrameResult:
 
 
 @dataclass
-class _InFlight:
-    """One batch between :meth:`Pipeline._launch` and :meth:`Pipeline._finish`."""
+class InFlight:
+    """One batch between :meth:`Pipeline.launch` and :meth:`Pipeline.finish`."""
 
     output: EngineOutput
     letterboxes: list[Letterbox]
     lane: Any  # the torch stream the output is ready on (CUDA backend), else None
+    streams: list[Hashable]  # each image's source; one tracker per source
 
 
 class _Lanes:
@@ -139,24 +140,46 @@ class Pipeline:
         self.filter = DetectionFilter(cfg.filters, cfg.postprocess.conf_threshold)
         self.postprocess_cfg = self._decode_config(cfg.postprocess, cfg.filters)
         self.tracker_cfg = cfg.tracker
-        self.tracker = ByteTracker(cfg.tracker)
+        #: One tracker per input stream (camera), keyed by the ``streams`` given to ``launch``.
+        self.trackers: dict[Hashable, ByteTracker] = {}
         self.profiler = profiler or Profiler()
         self._lock = threading.Lock()
 
     @classmethod
     def create(cls, cfg: PipelineConfig, profiler: Profiler | None = None) -> Pipeline:
-        """Load the backend named by ``cfg.engine`` (``auto`` picks the best available)."""
+        """Load the backend named by ``cfg.engine`` (``auto`` picks the best available).
+
+        If a later stage fails to build, the backend is closed before the error propagates: a
+        configure retried after such a failure must not leak an engine and its GPU memory.
+        """
         from yolov8_trt_ros.core.backends.factory import create_backend
 
-        return cls(cfg, create_backend(cfg.engine, cfg.postprocess), profiler)
+        backend = create_backend(cfg.engine, cfg.postprocess)
+        try:
+            return cls(cfg, backend, profiler)
+        except BaseException:
+            backend.close()
+            raise
+
+    def lanes(self) -> _Lanes:
+        """Alternating output streams for a caller that overlaps batches (see :class:`_Lanes`)."""
+        return _Lanes(self.backend)
 
     @property
     def class_names(self) -> tuple[str, ...]:
         return tuple(getattr(self.backend.info, "class_names", ()) or ())
 
-    def process(self, images: Sequence[np.ndarray], encodings: Sequence[str]) -> list[FrameResult]:
-        """Run all stages on a batch of decoded images (HWC uint8 views, any supported encoding)."""
-        return self._finish(self._launch(images, encodings))
+    def process(
+        self,
+        images: Sequence[np.ndarray],
+        encodings: Sequence[str],
+        streams: Sequence[Hashable] | None = None,
+    ) -> list[FrameResult]:
+        """Run all stages on a batch of decoded images (HWC uint8 views, any supported encoding).
+
+        ``streams``: each image's source, for its tracker (see :meth:`launch`).
+        """
+        return self.finish(self.launch(images, encodings, streams))
 
     def process_stream(
         self, batches: Iterable[tuple[Sequence[np.ndarray], Sequence[str]]]
@@ -172,55 +195,78 @@ class Pipeline:
         raises (a bad image, say), the batch before it is yielded first and the error then
         propagates; a generator closed early drops the one batch in flight, untracked.
         """
-        lanes = _Lanes(self.backend)
-        pending: _InFlight | None = None
+        lanes = self.lanes()
+        pending: InFlight | None = None
         for images, encodings in batches:
             try:
-                launched = self._launch(images, encodings, lanes.take())
+                launched = self.launch(images, encodings, lane=lanes.take())
             except Exception:
                 if pending is not None:
                     done, pending = pending, None
-                    yield self._finish(done)
+                    yield self.finish(done)
                 raise
             if pending is not None:
-                yield self._finish(pending)
+                yield self.finish(pending)
             pending = launched
         if pending is not None:
-            yield self._finish(pending)
+            yield self.finish(pending)
 
-    def _launch(self, images: Sequence[np.ndarray], encodings: Sequence[str], lane: Any = None) -> _InFlight:
-        """Preprocess and start inference; with a lane, the output is ready on that stream."""
+    def launch(
+        self,
+        images: Sequence[np.ndarray],
+        encodings: Sequence[str],
+        streams: Sequence[Hashable] | None = None,
+        lane: Any = None,
+    ) -> InFlight:
+        """Preprocess and start inference; :meth:`finish` completes the batch.
+
+        ``streams`` names each image's source (a camera): each stream has its own tracker.
+        Without it every image is a frame of one stream, in batch order. The images' buffers
+        are free once this returns (the preprocessor has copied them). With a lane (a torch
+        stream, see :class:`_Lanes`) the output is ready on that stream.
+        """
         prof = self.profiler
         with prof.stage("preprocess"):
             tensor, letterboxes = self.preprocessor(images, encodings)
         with prof.stage("inference"), _on(lane):
             output = self.backend.infer(tensor)
-        return _InFlight(output, letterboxes, lane)
+        return InFlight(
+            output, letterboxes, lane, list(streams) if streams is not None else [0] * len(images)
+        )
 
-    def _finish(self, job: _InFlight) -> list[FrameResult]:
+    def finish(self, job: InFlight) -> list[FrameResult]:
         """Postprocess, filter and track one launched batch (blocks until its output is ready).
 
-        The configs are read here, once per batch: an update applies to every batch not yet
-        finished, never to part of one.
+        Holds the config lock for the whole batch: a parameter update waits for the batch in
+        progress and applies to every later one, never to part of one (the filter and the
+        trackers are updated in place). Frames of one stream go through that stream's tracker,
+        in batch order.
         """
         prof = self.profiler
         with self._lock:
-            post_cfg, det_filter, tracker = self.postprocess_cfg, self.filter, self.tracker
-            track = self.tracker_cfg.enabled
-        output = job.output
-        with prof.stage("postprocess"), _on(job.lane):
-            if output.raw is not None and not isinstance(output.raw, np.ndarray):
-                from yolov8_trt_ros.core.postprocess import postprocess_torch
+            post_cfg, det_filter = self.postprocess_cfg, self.filter
+            output = job.output
+            with prof.stage("postprocess"), _on(job.lane):
+                if output.raw is not None and not isinstance(output.raw, np.ndarray):
+                    from yolov8_trt_ros.core.postprocess import postprocess_torch
 
-                dets = postprocess_torch(output.raw, job.letterboxes, post_cfg)
-            else:
-                dets = postprocess(output, job.letterboxes, post_cfg)
-            dets = [det_filter(d) for d in dets]
-        results: list[FrameResult] = []
-        with prof.stage("tracking"):
-            for d, lb in zip(dets, job.letterboxes, strict=True):
-                results.append(FrameResult(d, tracker.update(d) if track else None, lb))
+                    dets = postprocess_torch(output.raw, job.letterboxes, post_cfg)
+                else:
+                    dets = postprocess(output, job.letterboxes, post_cfg)
+                dets = [det_filter(d) for d in dets]
+            results: list[FrameResult] = []
+            with prof.stage("tracking"):
+                for d, lb, stream in zip(dets, job.letterboxes, job.streams, strict=True):
+                    tracks = self._tracker_for(stream).update(d) if self.tracker_cfg.enabled else None
+                    results.append(FrameResult(d, tracks, lb))
         return results
+
+    def _tracker_for(self, stream: Hashable) -> ByteTracker:
+        """The tracker of one input stream (a camera), made on its first frame."""
+        tracker = self.trackers.get(stream)
+        if tracker is None:
+            tracker = self.trackers[stream] = ByteTracker(self.tracker_cfg)
+        return tracker
 
     def _decode_config(self, post: PostprocessConfig, filters: FilterConfig) -> PostprocessConfig:
         """Decode with the lowest threshold any class may need; the filter applies the rest.
@@ -244,11 +290,13 @@ class Pipeline:
     def update_tracker(self, cfg: TrackerConfig) -> None:
         with self._lock:
             self.tracker_cfg = cfg
-            self.tracker.update_config(cfg)
+            for tracker in self.trackers.values():
+                tracker.update_config(cfg)
 
     def reset_tracker(self) -> None:
+        """Forget every stream's tracks (track ids restart)."""
         with self._lock:
-            self.tracker.reset()
+            self.trackers.clear()
 
     def close(self) -> None:
         """Free the engine and device buffers (lifecycle cleanup)."""
