@@ -208,9 +208,14 @@ class Probe:
             self.executor.spin_once(timeout_sec=0.05)
 
     def latest_diagnostics(self, timeout: float = 10.0) -> dict[str, str]:
+        """The values of the next diagnostics message of the target node (others may publish too)."""
         n = len(self.diagnostics)
-        assert spin_until(self.executor, lambda: len(self.diagnostics) > n, timeout), "no diagnostics"
-        return {kv.key: kv.value for kv in self.diagnostics[-1].status[0].values}
+
+        def mine() -> list[Any]:
+            return [m for m in self.diagnostics[n:] if m.status[0].name.startswith(f"{self.target}:")]
+
+        assert spin_until(self.executor, lambda: bool(mine()), timeout), "no diagnostics"
+        return {kv.key: kv.value for kv in mine()[-1].status[0].values}
 
     def close(self) -> None:
         self.executor.remove_node(self.node)

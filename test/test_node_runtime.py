@@ -26,7 +26,6 @@ def active_node(rclpy_session, detector_model, tmp_path_factory):
         "diagnostics_period": 0.2,
         "conf_threshold": 0.01,
         "tracker.enabled": True,
-        "compressed_input": True,
     }
     with node_and_probe("rt_detector", params, log_dir, subscribed=True) as (proc, probe):
         yield proc, probe
@@ -170,35 +169,47 @@ def test_tracks_are_published_with_the_image_header(active_node, assets_dir):
     assert len(ids) == len(set(ids))
 
 
-def test_compressed_images_are_decoded_and_corrupt_ones_counted(active_node, assets_dir):
+def test_compressed_images_are_decoded_and_corrupt_ones_counted(
+    active_node, detector_model, assets_dir, tmp_path
+):
+    """``compressed_input`` subscribes to image/compressed *instead of* image: one transport.
+
+    Regression: both subscriptions fed one slot, so a camera publishing both transports was
+    answered twice per frame and advanced the tracker twice.
+    """
     from sensor_msgs.msg import CompressedImage
 
-    _, probe = active_node
-    pub = probe.node.create_publisher(CompressedImage, "image/compressed", qos_profile_sensor_data)
-    assert spin_until(probe.executor, lambda: pub.get_subscription_count() > 0)
-    jpeg = CompressedImage(format="jpeg", data=(assets_dir / "bus.jpg").read_bytes())
-    raw = _send(probe, read_bgr(assets_dir / "bus.jpg"))
-    stamp = next(_stamps)
-    jpeg.header.stamp.sec = stamp
+    _, raw_probe = active_node
+    raw = _send(raw_probe, read_bgr(assets_dir / "bus.jpg"))
+    params = {"backend": "onnxruntime", "model_path": str(detector_model), "autostart": True}
+    params |= {"diagnostics_period": 0.2, "conf_threshold": 0.01, "compressed_input": True}
+    with node_and_probe("jpeg_detector", params, tmp_path) as (_, probe):
+        pub = probe.node.create_publisher(CompressedImage, "image/compressed", qos_profile_sensor_data)
+        assert spin_until(probe.executor, lambda: pub.get_subscription_count() > 0, 60)
+        probe.spin(0.5)
+        raw_subscribers = {i.node_name for i in probe.node.get_subscriptions_info_by_topic("/image")}
+        assert "jpeg_detector" not in raw_subscribers, "raw image subscribed beside compressed"
+        jpeg = CompressedImage(format="jpeg", data=(assets_dir / "bus.jpg").read_bytes())
+        stamp = next(_stamps)
+        jpeg.header.stamp.sec = stamp
 
-    def answered():
-        return any(d.header.stamp.sec == stamp for d in probe.detections)
+        def answered():
+            return any(d.header.stamp.sec == stamp for d in probe.detections)
 
-    for _ in range(10):
-        pub.publish(jpeg)
-        if spin_until(probe.executor, answered, 1.0):
-            break
-    got = next(d for d in probe.detections if d.header.stamp.sec == stamp)
-    assert abs(len(got.detections) - len(raw.detections)) <= 1, "same photo, JPEG vs raw pixels"
+        for _ in range(10):
+            pub.publish(jpeg)
+            if spin_until(probe.executor, answered, 1.0):
+                break
+        got = next(d for d in probe.detections if d.header.stamp.sec == stamp)
+        assert abs(len(got.detections) - len(raw.detections)) <= 1, "same photo, JPEG vs raw pixels"
 
-    def corrupt_count():
-        return int(probe.latest_diagnostics().get("frames.bad.corrupt_compressed", "0"))
+        def corrupt_count():
+            return int(probe.latest_diagnostics().get("frames.bad.corrupt_compressed", "0"))
 
-    before = corrupt_count()
-    for _ in range(10):
-        pub.publish(CompressedImage(format="jpeg", data=b"\xff\xd8 not really a jpeg"))
-        if corrupt_count() > before:
-            break
-    assert corrupt_count() > before
-    _send(probe, read_bgr(assets_dir / "bus.jpg"))
-    probe.node.destroy_publisher(pub)
+        before = corrupt_count()
+        for _ in range(10):
+            pub.publish(CompressedImage(format="jpeg", data=b"\xff\xd8 not really a jpeg"))
+            if corrupt_count() > before:
+                break
+        assert corrupt_count() > before
+        probe.node.destroy_publisher(pub)

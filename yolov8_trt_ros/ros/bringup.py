@@ -2,7 +2,8 @@
 
 ``ros2 launch`` is not installable from PyPI, so this entry point does what
 ``launch/orin.launch.py`` does — camera source (optional), lifecycle detector configured and
-activated, recorder of the annotated stream (optional) — under one multi-threaded executor,
+activated, recorder of the annotated stream (optional) — under one single-threaded executor
+(``ros/spin.py`` says why),
 and prints per-stage timings and FPS. The YAML is a standard ROS 2 parameters file
 (``<node_name>: {ros__parameters: {...}}``), passed to rclpy as ``--params-file``.
 
@@ -15,16 +16,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import rclpy
 import yaml
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleState, TransitionCallbackReturn
 
-from yolov8_trt_ros.ros import signals
+from yolov8_trt_ros.ros import signals, spin
 from yolov8_trt_ros.ros.camera_source import CameraSourceNode
 from yolov8_trt_ros.ros.detector_node import YoloDetectorNode
 from yolov8_trt_ros.ros.video_recorder import VideoRecorderNode
@@ -86,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     detector = YoloDetectorNode()
     nodes: list = [detector]
     camera = recorder = None
-    executor: MultiThreadedExecutor | None = None
+    executor: SingleThreadedExecutor | None = None
     try:
         if not detector.get_parameter("autostart").value:
             if detector.trigger_configure() != TransitionCallbackReturn.SUCCESS:
@@ -102,15 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         if with_camera:
             camera = CameraSourceNode()
             nodes.append(camera)
-        executor = MultiThreadedExecutor(num_threads=4)
-        for node in nodes:
-            executor.add_node(node)
-        _run(executor, detector, camera, recorder, args, stop)
-    except ExternalShutdownException:
-        pass
+        executor = spin.make_executor(*nodes)
+        spin.spin_until_stopped(executor, stop, _progress(detector, camera, recorder, args))
     finally:
-        if executor is not None:  # callbacks still running on its threads finish first
-            executor.shutdown(timeout_sec=5.0)
         print(_final_report(detector, camera, recorder))
         if args.report:  # before shutdown, which resets the profiler
             args.report.parent.mkdir(parents=True, exist_ok=True)
@@ -119,9 +114,12 @@ def main(argv: list[str] | None = None) -> int:
         detector.on_shutdown(LifecycleState(state_id=0, label="shutdown"))
         if recorder is not None:
             recorder.close()
-        for node in nodes:
-            node.destroy_node()
-        rclpy.try_shutdown()
+        if executor is not None:
+            spin.shut_down(executor, *nodes)
+        else:
+            for node in nodes:
+                node.destroy_node()
+            rclpy.try_shutdown()
     return 0
 
 
@@ -130,21 +128,21 @@ def _accounted(detector: YoloDetectorNode) -> int:
     return c["processed"] + c["dropped"] + sum(v for k, v in c.items() if k.startswith("bad."))
 
 
-def _run(
-    executor: MultiThreadedExecutor,
+def _progress(
     detector: YoloDetectorNode,
     camera: CameraSourceNode | None,
     recorder: VideoRecorderNode | None,
     args: argparse.Namespace,
-    stop: threading.Event,
-) -> None:
+) -> Callable[[], bool]:
+    """The per-slice check of the spin loop: progress lines, and True once the run is over."""
     start = last_report = time.monotonic()
     done_at: float | None = None
-    while rclpy.ok() and not stop.is_set():
-        executor.spin_once(timeout_sec=0.05)
+
+    def tick() -> bool:
+        nonlocal last_report, done_at
         now = time.monotonic()
         if args.duration and now - start >= args.duration:
-            return
+            return True
         if now - last_report >= args.report_every:
             last_report = now
             c = detector.counters
@@ -159,8 +157,10 @@ def _run(
             settled = _accounted(detector) >= camera.sent
             if recorder is not None:
                 settled = settled and recorder.frames >= detector.counters["debug_images"]
-            if settled or now - done_at > 5.0:
-                return
+            return settled or now - done_at > 5.0
+        return False
+
+    return tick
 
 
 def _final_report(

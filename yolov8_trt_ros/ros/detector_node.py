@@ -3,23 +3,22 @@
 States govern resources: ``configure`` validates parameters, loads (or builds) the engine,
 allocates buffers and warms up; ``activate`` subscribes and publishes; ``deactivate`` stops
 without freeing the engine; ``cleanup`` frees engine and GPU memory and resets the tracker.
-Frames are handed from the subscription to one worker thread through a keep-last slot, so the
-executor never blocks on inference and a stale frame is dropped (and counted), never queued.
+Frames are handed from the subscriptions to one inference thread through keep-last slots
+(``core/frame_slots.py``, ``core/inference_worker.py``), so the executor never blocks on
+inference and a stale frame is dropped (and counted), never queued. Several cameras
+(``image_topics``) are batched into one inference, each with its own tracker and outputs.
 """
 
 from __future__ import annotations
 
-import threading
+import functools
 import time
-import traceback
 from collections import Counter
 from typing import Any
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -28,8 +27,9 @@ from vision_msgs.msg import Detection2DArray
 
 from yolov8_trt_msgs.msg import TrackedObjectArray
 from yolov8_trt_ros.core.config import ConfigError
-from yolov8_trt_ros.core.image_input import ImageError
-from yolov8_trt_ros.core.pipeline import Pipeline
+from yolov8_trt_ros.core.frame_slots import FrameSlots
+from yolov8_trt_ros.core.inference_worker import DecodedFrame, InferenceWorker, WorkerConfig
+from yolov8_trt_ros.core.pipeline import FrameResult, Pipeline
 from yolov8_trt_ros.core.profiling import (
     DeviceMonitor,
     Profiler,
@@ -38,7 +38,9 @@ from yolov8_trt_ros.core.profiling import (
     peak_resident_memory_mb,
     resident_memory_mb,
 )
-from yolov8_trt_ros.ros import conversions, signals
+from yolov8_trt_ros.ros import conversions, signals, spin
+from yolov8_trt_ros.ros.cameras import Camera, cameras_from
+from yolov8_trt_ros.ros.debug_image import DebugFrame, DebugImagePublisher
 from yolov8_trt_ros.ros.parameters import BY_NAME, build_configs, current_values, declare_all
 
 RESULT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -46,44 +48,6 @@ RESULT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # viewer never holds frames back.
 DEBUG_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
 BAD_INPUT_LOG_PERIOD_S = 10.0
-
-
-class FrameSlot:
-    """Keep-last-1 hand-off between the executor (producer) and the worker (consumer)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._item: Any = None
-        self._closed = False
-
-    def put(self, item: Any) -> bool:
-        """Store ``item``; True if it replaced one the worker had not taken (a dropped frame)."""
-        with self._cond:
-            dropped = self._item is not None
-            self._item = item
-            self._cond.notify()
-            return dropped
-
-    def take(self, timeout: float) -> Any:
-        with self._cond:
-            if self._item is None and not self._closed:
-                self._cond.wait(timeout)
-            item, self._item = self._item, None
-            return item
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._item = None
-            self._cond.notify_all()
-
-    def open(self) -> None:
-        with self._cond:
-            self._closed = False
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
 
 class YoloDetectorNode(LifecycleNode):
@@ -99,11 +63,13 @@ class YoloDetectorNode(LifecycleNode):
         self._monitor: DeviceMonitor | None = None
         self._monitor_errors = 0
         self._bad_log_times: dict[str, float] = {}
-        self._slot = FrameSlot()
-        self._worker: threading.Thread | None = None
+        self._cameras: list[Camera] = []
+        self._slots: FrameSlots | None = None
+        self._worker: InferenceWorker | None = None
+        self._debug: DebugImagePublisher | None = None
         self._subs: list[Any] = []
         self._timers: list[Any] = []
-        self._pubs: dict[str, Any] = {}
+        self._diagnostics_pub: Any = None
         self._state = "unconfigured"
         self._last_frame_time = 0.0
         self._class_names: tuple[str, ...] = ()
@@ -127,40 +93,58 @@ class YoloDetectorNode(LifecycleNode):
             self._class_names = self.pipeline.class_names
             cfg = build_configs(values, self._class_names)
             self.pipeline.update_filters(cfg.filters)
-            self._warm_up()
+            self._cameras = cameras_from(list(values["image_topics"]), bool(values["compressed_input"]))
+            self._warm_up(min(len(self._cameras), int(values["batch_size"])))
         except Exception as exc:  # any failure leaves the node unconfigured, ready to retry
             self.get_logger().error(f"configure failed: {exc}")
             self._release_pipeline()
             return TransitionCallbackReturn.FAILURE
         self._open_monitor()
-        self._pubs = {
-            "detections": self.create_lifecycle_publisher(Detection2DArray, "detections", RESULT_QOS),
-            "tracks": self.create_lifecycle_publisher(TrackedObjectArray, "tracks", RESULT_QOS),
-            "debug_image": self.create_lifecycle_publisher(Image, "debug_image", DEBUG_QOS),
-            "diagnostics": self.create_publisher(DiagnosticArray, "diagnostics", RESULT_QOS),
-        }
+        publisher = self.create_lifecycle_publisher
+        for cam in self._cameras:
+            cam.detections = publisher(Detection2DArray, cam.output("detections"), RESULT_QOS)
+            cam.tracks = publisher(TrackedObjectArray, cam.output("tracks"), RESULT_QOS)
+            cam.debug_image = publisher(Image, cam.output("debug_image"), DEBUG_QOS)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "diagnostics", RESULT_QOS)
         info = self.pipeline.backend.info
         self.get_logger().info(
             f"configured: backend={info.name} device={info.device} precision={info.precision} "
-            f"input={info.input_width}x{info.input_height} classes={info.num_classes} {info.detail}"
+            f"input={info.input_width}x{info.input_height} classes={info.num_classes} {info.detail}; "
+            f"cameras: {', '.join(c.topic for c in self._cameras)}"
         )
         self._state = "inactive"
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._subs.append(self.create_subscription(Image, "image", self._on_image, qos_profile_sensor_data))
-        if self.get_parameter("compressed_input").value:
+        if self._worker is not None:  # a worker that did not stop at the last deactivate
+            self.get_logger().error("the previous inference thread is still running; activate refused")
+            return TransitionCallbackReturn.FAILURE
+        assert self.pipeline is not None
+        self._slots = FrameSlots(range(len(self._cameras)))
+        self._slots.open()
+        for index, cam in enumerate(self._cameras):
+            msg_type = CompressedImage if cam.compressed else Image
             self._subs.append(
                 self.create_subscription(
-                    CompressedImage, "image/compressed", self._on_compressed, qos_profile_sensor_data
+                    msg_type, cam.topic, functools.partial(self._on_image, index), qos_profile_sensor_data
                 )
             )
-        self._slot.open()
-        self._worker = threading.Thread(target=self._work, name="yolov8_worker", daemon=True)
+        max_batch = min(len(self._cameras), self.pipeline.backend.info.max_batch_size, self._batch_size())
+        fill = float(self.get_parameter("batch_timeout_ms").value) / 1000.0
+        self._debug = DebugImagePublisher(self._debug_published, self._debug_dropped, self._debug_error)
+        self._worker = InferenceWorker(
+            self.pipeline,
+            self._slots,
+            self._decode,
+            self._deliver,
+            self._bad_input,
+            WorkerConfig(max_batch=max_batch, fill_timeout_s=fill),
+        )
         self._worker.start()
         period = float(self.get_parameter("diagnostics_period").value)
         self._timers.append(self.create_timer(period, self._publish_diagnostics))
         self._timers.append(self.create_timer(1.0, self._log_timings))
+        self._last_frame_time = time.monotonic()  # "no input" counts from activation
         self._state = "active"
         return super().on_activate(state)
 
@@ -189,16 +173,27 @@ class YoloDetectorNode(LifecycleNode):
         self.get_logger().error(f"error in state {state.label}; releasing resources")
         return self.on_cleanup(state)
 
-    def _warm_up(self) -> None:
-        """A few frames through every stage so lazy allocations and kernel builds happen now."""
+    def _batch_size(self) -> int:
+        return int(self.get_parameter("batch_size").value)
+
+    def _warm_up(self, max_batch: int) -> None:
+        """Every batch size the cameras can form through every stage, so lazy allocations,
+        kernel builds and CUDA graph captures happen now rather than on the first frames."""
         assert self.pipeline is not None
         frame = np.full((480, 640, 3), 114, np.uint8)
-        for _ in range(3):
-            self.pipeline.process([frame], ["bgr8"])
+        for batch in range(1, max(1, max_batch) + 1):
+            for _ in range(3):
+                self.pipeline.process([frame] * batch, ["bgr8"] * batch)
         self.pipeline.reset_tracker()
         self.profiler.reset()
 
     def _release_pipeline(self) -> None:
+        if self._worker is not None and not self._worker.stop(timeout=10.0):
+            # Freeing the engine under a running inference thread would crash the process:
+            # keep it (leaked) and say so; a stuck thread is a bug to report, not to hide.
+            self.get_logger().error("inference thread did not stop; the engine is kept, not freed")
+            return
+        self._worker = None
         if self.profiler.frames:  # the figures of the run that ends here, before they are reset
             self.get_logger().info(
                 f"timings of this run ({self.profiler.frames} frames):\n" + self.profiler.report()
@@ -242,78 +237,91 @@ class YoloDetectorNode(LifecycleNode):
             self.get_logger().warning(f"closing the {monitor.name} monitor failed: {exc}")
 
     def _destroy_publishers(self) -> None:
-        for name, pub in self._pubs.items():
-            if name == "diagnostics":
-                self.destroy_publisher(pub)
-            else:
-                self.destroy_lifecycle_publisher(pub)
-        self._pubs = {}
+        for cam in self._cameras:
+            for pub in (cam.detections, cam.tracks, cam.debug_image):
+                if pub is not None:
+                    self.destroy_lifecycle_publisher(pub)
+        self._cameras = []
+        if self._diagnostics_pub is not None:
+            self.destroy_publisher(self._diagnostics_pub)
+            self._diagnostics_pub = None
 
     def _stop_processing(self) -> None:
+        """Subscriptions and timers first (no new frames), then the threads."""
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs = []
         for timer in self._timers:
             self.destroy_timer(timer)
         self._timers = []
-        self._slot.close()
         if self._worker is not None:
-            self._worker.join(timeout=10.0)
-            self._worker = None
+            if self._worker.stop(timeout=10.0):
+                self._worker = None
+            else:  # kept: on_activate refuses and cleanup will not free the engine under it
+                self.get_logger().error("inference thread did not stop within 10 s")
+        if self._debug is not None:
+            self._debug.stop()
+            self._debug = None
 
     # --- frames ---------------------------------------------------------------------------
-    def _on_image(self, msg: Image | CompressedImage) -> None:
+    def _on_image(self, camera: int, msg: Image | CompressedImage) -> None:
+        """The executor's only per-frame work: count and store (keep-last per camera)."""
         self.counters["received"] += 1
-        if self._slot.put(msg):
+        if not self._node_opts["enable"]:
+            self.counters["paused"] += 1
+            return
+        slots = self._slots
+        if slots is not None and slots.put(camera, msg):
             self.counters["dropped"] += 1
 
-    def _on_compressed(self, msg: CompressedImage) -> None:
-        self._on_image(msg)
-
-    def _work(self) -> None:
-        while not self._slot.closed:
-            msg = self._slot.take(timeout=0.1)
-            if msg is None:
-                continue
-            try:
-                self._process(msg)
-            except ImageError as exc:
-                self._bad_input(exc.reason, str(exc))
-            except Exception as exc:  # never let one frame stop the node
-                self._bad_input("processing_error", f"{exc}\n{traceback.format_exc(limit=4)}")
-
-    def _process(self, msg: Image | CompressedImage) -> None:
-        pipeline = self.pipeline
-        if pipeline is None:
-            return
+    def _decode(self, msg: Image | CompressedImage) -> tuple[np.ndarray, str]:
         max_pixels = int(self._node_opts["max_image_pixels"])
-        with self.profiler.stage("convert"):
-            if isinstance(msg, CompressedImage):
-                image, encoding = conversions.compressed_to_array(msg, max_pixels)
-            else:
-                image, encoding = conversions.image_to_array(msg, max_pixels)
-        result = pipeline.process([image], [encoding])[0]
+        if isinstance(msg, CompressedImage):
+            return conversions.compressed_to_array(msg, max_pixels)
+        return conversions.image_to_array(msg, max_pixels)
+
+    def _deliver(self, frames: list[DecodedFrame], results: list[FrameResult]) -> None:
+        """Messages of one finished batch, on the inference thread; debug images handed off."""
+        pipeline = self.pipeline
+        assert pipeline is not None
         names, use_names = self._class_names, self._node_opts["publish_class_names"]
+        debug = self._debug if self._node_opts["debug_image"] else None
         with self.profiler.stage("publish"):
-            self._pubs["detections"].publish(
-                conversions.detections_to_msg(result.detections, msg.header, names, use_names)
-            )
-            if result.tracks is not None:
-                self._pubs["tracks"].publish(
-                    conversions.tracks_to_msg(
-                        result.tracks, msg.header, names, use_names, pipeline.tracker_cfg.frame_rate
+            for frame, result in zip(frames, results, strict=True):
+                cam = self._cameras[int(frame.stream)]  # type: ignore[call-overload]
+                header = frame.item.header
+                dets = result.detections
+                cam.detections.publish(conversions.detections_to_msg(dets, header, names, use_names))
+                if result.tracks is not None:
+                    cam.tracks.publish(
+                        conversions.tracks_to_msg(
+                            result.tracks, header, names, use_names, pipeline.tracker_cfg.frame_rate
+                        )
                     )
-                )
-            debug_pub = self._pubs["debug_image"]
-            if self._node_opts["debug_image"] and debug_pub.get_subscription_count() > 0:
-                canvas = conversions.annotate(
-                    image, encoding, result.detections, result.tracks, names, pipeline.filter.cfg.roi
-                )
-                debug_pub.publish(conversions.array_to_image(canvas, "bgr8", msg.header))
-                self.counters["debug_images"] += 1
-        self.counters["processed"] += 1
-        self.profiler.frame_done()
+                if debug is not None and debug.wanted(cam.debug_image):
+                    debug.submit(
+                        DebugFrame(
+                            cam.debug_image,
+                            frame.image,
+                            frame.encoding,
+                            header,
+                            result.detections,
+                            result.tracks,
+                            names,
+                            pipeline.filter.cfg.roi,
+                        )
+                    )
+        self.counters["processed"] += len(frames)
         self._last_frame_time = time.monotonic()
+
+    def _debug_published(self) -> None:
+        self.counters["debug_images"] += 1
+
+    def _debug_dropped(self) -> None:
+        self.counters["debug_images_dropped"] += 1
+
+    def _debug_error(self, exc: Exception) -> None:
+        self._bad_input("debug_image_error", f"{type(exc).__name__}: {exc}")
 
     def _bad_input(self, reason: str, text: str) -> None:
         """Count every bad frame; log each kind at most once per period, with its count."""
@@ -326,7 +334,7 @@ class YoloDetectorNode(LifecycleNode):
 
     # --- parameters -----------------------------------------------------------------------
     def _read_node_options(self) -> dict[str, Any]:
-        names = ("publish_class_names", "debug_image", "log_period", "max_image_pixels")
+        names = ("publish_class_names", "debug_image", "log_period", "max_image_pixels", "enable")
         return {n: self.get_parameter(n).value for n in names}
 
     def _validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
@@ -467,7 +475,8 @@ class YoloDetectorNode(LifecycleNode):
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
-        self._pubs["diagnostics"].publish(msg)
+        if self._diagnostics_pub is not None:
+            self._diagnostics_pub.publish(msg)
 
     def _log_timings(self) -> None:
         period = float(self._node_opts["log_period"] or 0.0)
@@ -481,24 +490,16 @@ class YoloDetectorNode(LifecycleNode):
 def main(args: list[str] | None = None) -> None:
     """``ros2 run yolov8_trt_ros yolov8_trt_node`` (a lifecycle node: use autostart or a manager).
 
-    Spins in slices until SIGINT/SIGTERM (see ``ros/signals.py`` for why not rclpy's handlers).
+    One single-threaded executor spun in slices until SIGINT/SIGTERM (``ros/spin.py`` says why).
     """
     stop = signals.init(args)
     node = YoloDetectorNode()
-    executor = rclpy.executors.MultiThreadedExecutor(num_threads=2)
-    executor.add_node(node)
+    executor = spin.make_executor(node)
     try:
-        while not stop.is_set() and rclpy.ok():
-            executor.spin_once(timeout_sec=0.2)  # Python handlers run between the slices
-    except ExternalShutdownException:
-        pass
+        spin.spin_until_stopped(executor, stop)
     finally:
-        # Let callbacks still running on the executor's threads finish first: destroying the
-        # node under one of them fails (rclpy's InvalidHandle) and the process exits with 1.
-        executor.shutdown(timeout_sec=5.0)
         node.on_shutdown(LifecycleState(state_id=0, label="shutdown"))
-        node.destroy_node()
-        rclpy.try_shutdown()
+        spin.shut_down(executor, node)
 
 
 if __name__ == "__main__":

@@ -318,6 +318,24 @@ PARAMS: tuple[ParamSpec, ...] = (
     ),
     _spec(
         "node",
+        "image_topics",
+        "camera image topics batched into one inference, each with its own tracker and "
+        "<camera>/detections, <camera>/tracks outputs (empty: the one topic `image`)",
+        default=[],
+        array_type=Parameter.Type.STRING_ARRAY,
+        reconfigure=True,
+    ),
+    _spec(
+        "node",
+        "batch_timeout_ms",
+        "longest wait for the other live cameras once one camera's frame is there",
+        default=5.0,
+        float_range=(0.0, 1000.0),
+        reconfigure=True,
+    ),
+    _spec("node", "enable", "run inference (false: stay active, drop frames, publish nothing)", default=True),
+    _spec(
+        "node",
         "diagnostics_period",
         "seconds between diagnostics messages",
         default=1.0,
