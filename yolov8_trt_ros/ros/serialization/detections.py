@@ -27,6 +27,7 @@ _BLOCK_DOUBLES = 49
 _BLOCK_BYTES = _BLOCK_DOUBLES * 8
 _ONE_RESULT = cdr.U32.pack(1)
 _NO_ID = cdr.string("")  # 5 bytes, 8 once padded for the next detection
+_NO_ID_PADDED = int.from_bytes(_NO_ID + b"\x00\x00\x00", "little")  # the same 8 bytes as a uint64
 _CACHE_LIMIT = 4096  # chunks kept per writer; track ids grow without bound, so the cache is cleared
 
 
@@ -59,11 +60,9 @@ class DetectionArrayWriter:
         head += cdr.ZEROS[cdr.pad(len(head), 4)] + cdr.U32.pack(n)
         if n == 0:
             return cdr.CDR_LE + head
-        suffixes = self._suffixes(track_ids, n)
         classes = dets.class_ids.tolist()
-
         boxes = dets.boxes.astype(np.float64)
-        block = np.zeros((n, _BLOCK_DOUBLES), np.float64)
+        block = np.zeros((n, _BLOCK_DOUBLES + 2), np.float64)  # + 2: see the no-id case below
         block[:, _SCORE] = dets.scores
         block[:, _CX] = block[:, _PX] = (boxes[:, 0] + boxes[:, 2]) / 2.0
         block[:, _CY] = block[:, _PY] = (boxes[:, 1] + boxes[:, 3]) / 2.0
@@ -71,19 +70,33 @@ class DetectionArrayWriter:
         block[:, _SX] = boxes[:, 2] - boxes[:, 0]
         block[:, _SY] = boxes[:, 3] - boxes[:, 1]
         blocks = block.data.cast("B")
-
-        parts: list[bytes | memoryview] = [cdr.CDR_LE, head]
-        parity = len(head) % 8
+        size = block.shape[1] * 8
+        parts: list[bytes | memoryview] = [cdr.CDR_LE, head, stamp]
         between = self._between
-        for i, (cls, suffix) in enumerate(zip(classes, suffixes, strict=True)):
-            key = (frame, cls, parity)
-            chunk = between.get(key)
-            if chunk is None:
-                chunk = self._between_chunk(frame, cls, parity)
-            parts += (stamp, chunk, blocks[i * _BLOCK_BYTES : (i + 1) * _BLOCK_BYTES], suffix)
+
+        if track_ids is None:
+            # Every id is "" (8 bytes with the padding) and the next detection's stamp follows:
+            # both ride at the end of the block, so each detection is two pieces and all but
+            # the first start 8-aligned.
+            words = block.view(np.uint64)  # integers, so no float conversion can touch the bits
+            words[:, _BLOCK_DOUBLES] = _NO_ID_PADDED
+            words[:, _BLOCK_DOUBLES + 1] = int.from_bytes(stamp, "little")
+            parity = len(head) % 8
+            for i, cls in enumerate(classes):
+                chunk = between.get((frame, cls, parity)) or self._between_chunk(frame, cls, parity)
+                parts += (chunk, blocks[i * size : (i + 1) * size])
+                parity = 0
+            parts[-1] = parts[-1][: _BLOCK_BYTES + len(_NO_ID)]  # nothing after the last id
+            return b"".join(parts)
+
+        parity = len(head) % 8
+        for i, (cls, suffix) in enumerate(zip(classes, self._suffixes(track_ids, n), strict=True)):
+            chunk = between.get((frame, cls, parity)) or self._between_chunk(frame, cls, parity)
+            parts += (chunk, blocks[i * size : i * size + _BLOCK_BYTES], suffix, stamp)
             parity = len(suffix) % 8
+        parts.pop()  # no next detection: its stamp goes
         last = parts[-1]
-        parts[-1] = last[: cdr.U32.unpack_from(last)[0] + 4]  # no padding after the last field
+        parts[-1] = last[: cdr.U32.unpack_from(last)[0] + 4]  # nor the padding after the last id
         return b"".join(parts)
 
     def _frame(self, frame_id: str) -> bytes:
@@ -107,10 +120,8 @@ class DetectionArrayWriter:
         self._between[(frame, cls, parity)] = chunk
         return chunk
 
-    def _suffixes(self, track_ids: npt.ArrayLike | None, n: int) -> list[bytes]:
+    def _suffixes(self, track_ids: npt.ArrayLike, n: int) -> list[bytes]:
         """Each detection's id string, padded so that the next detection starts 4-aligned."""
-        if track_ids is None:
-            return [_NO_ID + b"\x00\x00\x00"] * n
         ids = np.asarray(track_ids, dtype=np.int64).reshape(-1)
         if len(ids) != n:
             raise ValueError(f"{len(ids)} track ids for {n} detections")

@@ -1,16 +1,19 @@
 """yolov8_trt_msgs/TrackedObjectArray serialized straight from the tracker's tracks.
 
 A TrackedObject starts with its uint64 id, so every object starts 8-aligned and its layout
-depends only on its class label's length: [id][class_id string, pad, class_index] is a
-per-class constant chunk after the id, and from the score on the fields sit in one of two
-fixed records (with or without 4 bytes of padding before the float64 bbox), filled for all
-tracks at once as a NumPy structured array.
+depends only on its class label: after the id comes a per-class constant chunk (class_id
+string, padding, class_index), then the score and, 8-aligned, the bbox, velocities, age and
+state. Those last fields, plus the *next* object's id, are one fixed-size record, filled for all
+tracks at once as a NumPy structured array; so each object is two pieces for ``b"".join``.
+Classes whose chunk leaves the score 8-aligned need 4 bytes of padding before the bbox;
+for the others a copy of the records without those 4 bytes is made.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -20,22 +23,17 @@ from yolov8_trt_ros.core.types import Track
 from yolov8_trt_ros.ros.serialization import cdr
 from yolov8_trt_ros.ros.serialization.conventions import TRACK_STATE_CODES, class_label
 
-
-def _record(bbox_offset: int) -> np.dtype[np.void]:
-    """score, [padding,] bbox (centre x, y, theta, size_x, size_y), velocity_x/y, age, state, 3 pad."""
-    offsets = [0, bbox_offset, bbox_offset + 40, bbox_offset + 48, bbox_offset + 52]
-    spec: Any = {  # the stubs lack the dict form of np.dtype
-        "names": ["score", "bbox", "velocity", "age", "state"],
-        "formats": ["<f4", ("<f8", 5), ("<f4", 2), "<u4", "u1"],
-        "offsets": offsets,
-        "itemsize": bbox_offset + 56,
+_RECORD: Any = np.dtype(
+    {
+        "names": ["score", "bbox", "velocity", "age", "state", "next_id"],
+        # bbox: centre x, y, theta, size_x, size_y; 3 bytes of padding after the state
+        "formats": ["<f4", ("<f8", 5), ("<f4", 2), "<u4", "u1", "<u8"],
+        "offsets": [0, 8, 48, 56, 60, 64],
+        "itemsize": 72,
     }
-    return np.dtype(spec)
-
-
-# by whether the bbox needs 4 bytes of padding after the score
-_RECORDS = {False: _record(4), True: _record(8)}
-_TRIM = 3  # padding after the last object's state byte, not sent
+)
+_UNPADDED = 68  # the record without bytes 4..8
+_TAIL = 3 + 8  # after the last object's state: padding and a next id that does not exist
 
 
 @dataclass
@@ -52,15 +50,21 @@ class TrackArrays:
 
     @classmethod
     def from_tracks(cls, tracks: Sequence[Track]) -> TrackArrays:
+        """One pass over the Track objects (ids must fit int64, as the tracker's counter does)."""
         n = len(tracks)
+        codes = TRACK_STATE_CODES
+        ints = chain.from_iterable([(t.track_id, t.class_id, t.age, codes[t.state]) for t in tracks])
+        floats = chain.from_iterable([(t.score, *t.box_xyxy, *t.velocity_xy) for t in tracks])
+        i = np.fromiter(ints, np.int64, 4 * n).reshape(n, 4)
+        f = np.fromiter(floats, np.float64, 7 * n).reshape(n, 7)
         return cls(
-            ids=np.fromiter((t.track_id for t in tracks), np.uint64, n),
-            class_ids=np.fromiter((t.class_id for t in tracks), np.int32, n),
-            scores=np.fromiter((t.score for t in tracks), np.float32, n),
-            boxes_xyxy=np.array([t.box_xyxy for t in tracks], np.float64).reshape(n, 4),
-            velocities=np.array([t.velocity_xy for t in tracks], np.float64).reshape(n, 2),
-            ages=np.fromiter((t.age for t in tracks), np.uint32, n),
-            states=np.fromiter((TRACK_STATE_CODES[t.state] for t in tracks), np.uint8, n),
+            ids=i[:, 0].astype(np.uint64),
+            class_ids=i[:, 1].astype(np.int32),
+            scores=f[:, 0].astype(np.float32),
+            boxes_xyxy=f[:, 1:5],
+            velocities=f[:, 5:7],
+            ages=i[:, 2].astype(np.uint32),
+            states=i[:, 3].astype(np.uint8),
         )
 
     def __len__(self) -> int:
@@ -86,30 +90,32 @@ class TrackArrayWriter:
         head += cdr.ZEROS[cdr.pad(len(head), 4)] + cdr.U32.pack(n)
         if n == 0:
             return cdr.CDR_LE + head
-        head += cdr.ZEROS[cdr.pad(len(head), 8)]
-        classes = arrays.class_ids.tolist()
-        chunks = [self._class_chunk(c) for c in classes]
-        records = {}
-        for padded in {padded for _, padded in chunks}:
-            rec = np.zeros(n, _RECORDS[padded])
-            rec["score"] = arrays.scores
-            box = arrays.boxes_xyxy
-            bbox = rec["bbox"]
-            bbox[:, 0] = (box[:, 0] + box[:, 2]) / 2.0
-            bbox[:, 1] = (box[:, 1] + box[:, 3]) / 2.0
-            bbox[:, 3] = box[:, 2] - box[:, 0]
-            bbox[:, 4] = box[:, 3] - box[:, 1]
-            rec["velocity"] = arrays.velocities * scale
-            rec["age"] = arrays.ages
-            rec["state"] = arrays.states
-            records[padded] = (rec.data.cast("B"), rec.itemsize)
-        ids = arrays.ids.astype("<u8").data.cast("B")
+        head += cdr.ZEROS[cdr.pad(len(head), 8)] + int(arrays.ids[0]).to_bytes(8, "little")
+        chunks = [self._class_chunk(c) for c in arrays.class_ids.tolist()]
+        rec = np.zeros(n, _RECORD)
+        rec["score"] = arrays.scores
+        box, bbox = arrays.boxes_xyxy, rec["bbox"]
+        bbox[:, 0] = (box[:, 0] + box[:, 2]) / 2.0
+        bbox[:, 1] = (box[:, 1] + box[:, 3]) / 2.0
+        bbox[:, 3] = box[:, 2] - box[:, 0]
+        bbox[:, 4] = box[:, 3] - box[:, 1]
+        rec["velocity"] = arrays.velocities * scale
+        rec["age"] = arrays.ages
+        rec["state"] = arrays.states
+        rec["next_id"][:-1] = arrays.ids[1:]
+        padded = rec.view(np.uint8).reshape(n, _RECORD.itemsize)
+        views = {True: (padded.data.cast("B"), _RECORD.itemsize)}
+        if not all(p for _, p in chunks):
+            unpadded = np.empty((n, _UNPADDED), np.uint8)
+            unpadded[:, :4] = padded[:, :4]
+            unpadded[:, 4:] = padded[:, 8:]
+            views[False] = (unpadded.data.cast("B"), _UNPADDED)
 
         parts: list[bytes | memoryview] = [cdr.CDR_LE, head]
-        for i, (chunk, padded) in enumerate(chunks):
-            view, size = records[padded]
-            parts += (ids[i * 8 : i * 8 + 8], chunk, view[i * size : (i + 1) * size])
-        parts[-1] = parts[-1][:-_TRIM]
+        for i, (chunk, pad_bbox) in enumerate(chunks):
+            view, size = views[pad_bbox]
+            parts += (chunk, view[i * size : (i + 1) * size])
+        parts[-1] = parts[-1][:-_TAIL]
         return b"".join(parts)
 
     def _class_chunk(self, cls: int) -> tuple[bytes, bool]:
