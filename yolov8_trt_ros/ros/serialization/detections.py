@@ -22,7 +22,7 @@ from yolov8_trt_ros.ros.serialization.conventions import class_label, detection_
 
 # Columns of the per-detection float64 block: score, pose.position (x, y, z), pose.orientation
 # (x, y, z, w), pose covariance (36), bbox.center.position (x, y), bbox.center.theta, size_x, size_y.
-_SCORE, _PX, _PY, _QW, _CX, _CY, _SX, _SY = 0, 1, 2, 7, 44, 45, 47, 48
+_SCORE, _POSITION, _QW, _CENTRE, _SIZE = 0, slice(1, 3), 7, slice(44, 46), slice(47, 49)
 _BLOCK_DOUBLES = 49
 _BLOCK_BYTES = _BLOCK_DOUBLES * 8
 _ONE_RESULT = cdr.U32.pack(1)
@@ -62,13 +62,12 @@ class DetectionArrayWriter:
             return cdr.CDR_LE + head
         classes = dets.class_ids.tolist()
         boxes = dets.boxes.astype(np.float64)
+        top_left, bottom_right = boxes[:, :2], boxes[:, 2:]
         block = np.zeros((n, _BLOCK_DOUBLES + 2), np.float64)  # + 2: see the no-id case below
         block[:, _SCORE] = dets.scores
-        block[:, _CX] = block[:, _PX] = (boxes[:, 0] + boxes[:, 2]) / 2.0
-        block[:, _CY] = block[:, _PY] = (boxes[:, 1] + boxes[:, 3]) / 2.0
+        block[:, _CENTRE] = block[:, _POSITION] = (top_left + bottom_right) / 2.0
         block[:, _QW] = 1.0
-        block[:, _SX] = boxes[:, 2] - boxes[:, 0]
-        block[:, _SY] = boxes[:, 3] - boxes[:, 1]
+        block[:, _SIZE] = bottom_right - top_left
         blocks = block.data.cast("B")
         size = block.shape[1] * 8
         parts: list[bytes | memoryview] = [cdr.CDR_LE, head, stamp]

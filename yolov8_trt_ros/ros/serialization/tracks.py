@@ -38,15 +38,18 @@ _TAIL = 3 + 8  # after the last object's state: padding and a next id that does 
 
 @dataclass
 class TrackArrays:
-    """Tracks as arrays (one row per track), the form the writer works on."""
+    """Tracks as arrays, one row per track: the form the writer works on.
 
-    ids: npt.NDArray[np.uint64]
-    class_ids: npt.NDArray[np.int32]
-    scores: npt.NDArray[np.float32]
-    boxes_xyxy: npt.NDArray[np.float64]
-    velocities: npt.NDArray[np.float64]  # pixels per processed frame, as the Kalman filter keeps them
-    ages: npt.NDArray[np.uint32]
-    states: npt.NDArray[np.uint8]  # TrackedObject.STATE_* codes
+    Any integer or float dtypes: the writer casts to the message's types as it fills its record.
+    """
+
+    ids: npt.NDArray[np.integer[Any]]
+    class_ids: npt.NDArray[np.integer[Any]]
+    scores: npt.NDArray[np.floating[Any]]
+    boxes_xyxy: npt.NDArray[np.floating[Any]]  # [N, 4]
+    velocities: npt.NDArray[np.floating[Any]]  # [N, 2], pixels per processed frame (Kalman state)
+    ages: npt.NDArray[np.integer[Any]]
+    states: npt.NDArray[np.integer[Any]]  # TrackedObject.STATE_* codes
 
     @classmethod
     def from_tracks(cls, tracks: Sequence[Track]) -> TrackArrays:
@@ -57,15 +60,7 @@ class TrackArrays:
         floats = chain.from_iterable([(t.score, *t.box_xyxy, *t.velocity_xy) for t in tracks])
         i = np.fromiter(ints, np.int64, 4 * n).reshape(n, 4)
         f = np.fromiter(floats, np.float64, 7 * n).reshape(n, 7)
-        return cls(
-            ids=i[:, 0].astype(np.uint64),
-            class_ids=i[:, 1].astype(np.int32),
-            scores=f[:, 0].astype(np.float32),
-            boxes_xyxy=f[:, 1:5],
-            velocities=f[:, 5:7],
-            ages=i[:, 2].astype(np.uint32),
-            states=i[:, 3].astype(np.uint8),
-        )
+        return cls(i[:, 0], i[:, 1], f[:, 0], f[:, 1:5], f[:, 5:7], i[:, 2], i[:, 3])
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -94,11 +89,10 @@ class TrackArrayWriter:
         chunks = [self._class_chunk(c) for c in arrays.class_ids.tolist()]
         rec = np.zeros(n, _RECORD)
         rec["score"] = arrays.scores
-        box, bbox = arrays.boxes_xyxy, rec["bbox"]
-        bbox[:, 0] = (box[:, 0] + box[:, 2]) / 2.0
-        bbox[:, 1] = (box[:, 1] + box[:, 3]) / 2.0
-        bbox[:, 3] = box[:, 2] - box[:, 0]
-        bbox[:, 4] = box[:, 3] - box[:, 1]
+        top_left, bottom_right = arrays.boxes_xyxy[:, :2], arrays.boxes_xyxy[:, 2:]
+        bbox = rec["bbox"]
+        bbox[:, 0:2] = (top_left + bottom_right) / 2.0
+        bbox[:, 3:5] = bottom_right - top_left
         rec["velocity"] = arrays.velocities * scale
         rec["age"] = arrays.ages
         rec["state"] = arrays.states
