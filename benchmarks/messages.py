@@ -56,6 +56,7 @@ RESULT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)  # as 
 COUNTS = (1, 20, 100, 300)
 SIZES = {"640x480": (480, 640), "1920x1080": (1080, 1920)}
 COCO_LIKE = [f"class_name_{i}" for i in range(80)]
+MARKER = "<!-- results: written by benchmarks/messages.py from here on -->"
 SUBSCRIBER = """
 import rclpy, sys
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -233,21 +234,21 @@ def run(budget: float) -> dict[str, Any]:
 def report(rows: dict[str, Any], args: argparse.Namespace) -> None:
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     machine = describe_machine()
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     lines = [
-        "# Building and publishing messages: rclpy objects vs CDR bytes",
+        MARKER,
         "",
-        f"Measured {when} on {machine}, ROS 2 from PyPI wheels, rmw_fastrtps_cpp; publishing to a",
-        "raw subscriber in another process. Command:",
+        f"## Results: {when}",
         "",
-        "    python benchmarks/messages.py --markdown benchmarks/messages.md --json benchmarks/messages.json",
-        "",
-        "CPU time of the publishing process (all threads), median over 7 rounds of the mean per call;",
-        "minimum and wall-clock time in the JSON.",
+        f"{machine}; load average (1, 5, 15 min) {load} at the end of the run. ROS 2 from PyPI",
+        "wheels, rmw_fastrtps_cpp, publishing to a raw subscriber in another process. CPU time of the",
+        "publishing process (all threads), median over 7 rounds of the mean per call; minimum and",
+        "wall-clock time in `messages.json`.",
         "",
     ]
     for kind, what in (("detections", "Detection2DArray with track ids"), ("tracks", "TrackedObjectArray")):
         lines += [
-            f"## {what}: µs per object",
+            f"### {what}: µs per object",
             "",
             "| objects | objects: build | objects: build+publish | bytes: build | bytes: build+publish |"
             " speed-up (build+publish) |",
@@ -258,7 +259,7 @@ def report(rows: dict[str, Any], args: argparse.Namespace) -> None:
             lines.append(f"| {n} | {ob:.2f} | {obp:.2f} | {bb:.2f} | {bbp:.2f} | {obp / bbp:.0f}x |")
         lines.append("")
     lines += [
-        "## Input image: to a NumPy view, µs per frame",
+        "### Input image: to a NumPy view, µs per frame",
         "",
         "| size | deserialize_message + view (normal subscription) | parse raw bytes + view | speed-up |",
         "|---|---:|---:|---:|",
@@ -268,7 +269,7 @@ def report(rows: dict[str, Any], args: argparse.Namespace) -> None:
         lines.append(f"| {label} | {d:.0f} | {p:.1f} | {d / p:.0f}x |")
     lines += [
         "",
-        "## Debug image (bgr8): build + publish, µs per frame",
+        "### Debug image (bgr8): build + publish, µs per frame",
         "",
         "| size | Image object | bytes | speed-up |",
         "|---|---:|---:|---:|",
@@ -279,7 +280,10 @@ def report(rows: dict[str, Any], args: argparse.Namespace) -> None:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.markdown:
-        args.markdown.write_text(text)
+        # keep the hand-written part above the marker, replace the results below it
+        old = args.markdown.read_text() if args.markdown.exists() else ""
+        intro = old.split(MARKER)[0] if MARKER in old else "# Building and publishing messages\n\n"
+        args.markdown.write_text(intro + text)
     if args.json:
         args.json.write_text(json.dumps({"date": when, "machine": machine, "results": rows}, indent=1) + "\n")
 

@@ -21,7 +21,7 @@ from yolov8_trt_ros.ros.serialization.images import (
     parse_compressed_image,
     parse_image,
 )
-from yolov8_trt_ros.ros.serialization.tracks import TrackArrays, TrackArrayWriter
+from yolov8_trt_ros.ros.serialization.tracks import TrackArrayWriter
 
 __all__ = [
     "TRACK_STATE_CODES",
@@ -31,7 +31,6 @@ __all__ = [
     "FrameInterval",
     "ImageView",
     "TrackArrayWriter",
-    "TrackArrays",
     "class_label",
     "detection_id",
     "image_bytes",

@@ -54,9 +54,6 @@ class FrameHeader:
     nanosec: int
     frame_id: str
 
-    def stamp_seconds(self) -> float:
-        return self.sec + self.nanosec * 1e-9
-
 
 def header_bytes(header: FrameHeader) -> bytes:
     """A serialized std_msgs/Header (starts 4-aligned; no padding inside)."""
