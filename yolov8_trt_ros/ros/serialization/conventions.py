@@ -36,7 +36,9 @@ def velocity_scale(dt: float | None, frame_rate: float) -> float:
     spans that time, whatever the camera's nominal rate or how many frames were dropped in
     between. When it is unknown or unusable (first frame, a stamp equal to or before the
     previous one, NaN), the nominal ``frame_rate`` stands in, i.e. every step counts as one
-    nominal frame period (what was published before stamps were used).
+    nominal frame period (what was published before stamps were used). The Kalman velocity
+    is smoothed over past steps, so the figure is exact when steps are evenly spaced and an
+    approximation for a few frames after the spacing changes.
     """
     if dt is not None and math.isfinite(dt) and dt > 0.0:
         return 1.0 / dt
