@@ -17,13 +17,29 @@ from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithP
 from yolov8_trt_msgs.msg import TrackedObject, TrackedObjectArray
 from yolov8_trt_ros.core.image_input import decode_compressed, image_from_buffer
 from yolov8_trt_ros.core.types import Detections, Track
+from yolov8_trt_ros.ros.serialization import (
+    TRACK_STATE_CODES,
+    FrameHeader,
+    class_label,
+    detection_id,
+    parse_compressed_image,
+    parse_image,
+    velocity_scale,
+)
 
-_TRACK_STATES = {
-    "new": TrackedObject.STATE_NEW,
-    "tracked": TrackedObject.STATE_TRACKED,
-    "lost": TrackedObject.STATE_LOST,
-    "removed": TrackedObject.STATE_REMOVED,
-}
+__all__ = [
+    "annotate",
+    "array_to_image",
+    "class_label",
+    "compressed_to_array",
+    "detections_to_msg",
+    "frame_header",
+    "image_to_array",
+    "raw_compressed_to_array",
+    "raw_image_to_array",
+    "to_bgr",
+    "tracks_to_msg",
+]
 
 
 def image_to_array(msg: Image, max_pixels: int) -> tuple[np.ndarray, str]:
@@ -45,6 +61,35 @@ def compressed_to_array(msg: CompressedImage, max_pixels: int) -> tuple[np.ndarr
     return decode_compressed(bytes(msg.data), max_pixels=max_pixels), "bgr8"
 
 
+def frame_header(header: Header) -> FrameHeader:
+    """The header fields the serialized writers take, from a std_msgs/Header."""
+    return FrameHeader(header.stamp.sec, header.stamp.nanosec, header.frame_id)
+
+
+def raw_image_to_array(raw: bytes, max_pixels: int) -> tuple[np.ndarray, str, FrameHeader]:
+    """``image_to_array`` for the bytes of a ``raw=True`` Image subscription, plus its header.
+
+    The array is a view into ``raw`` (no pixel copied); raises ImageError on bad bytes or image.
+    """
+    msg = parse_image(raw)
+    array = image_from_buffer(
+        msg.data,
+        width=msg.width,
+        height=msg.height,
+        step=msg.step,
+        encoding=msg.encoding,
+        is_bigendian=bool(msg.is_bigendian),
+        max_pixels=max_pixels,
+    )
+    return array, msg.encoding, msg.header
+
+
+def raw_compressed_to_array(raw: bytes, max_pixels: int) -> tuple[np.ndarray, str, FrameHeader]:
+    """``compressed_to_array`` for the bytes of a ``raw=True`` CompressedImage subscription."""
+    msg = parse_compressed_image(raw)
+    return decode_compressed(msg.data, max_pixels=max_pixels), "bgr8", msg.header
+
+
 def array_to_image(array: np.ndarray, encoding: str, header: Header) -> Image:
     """An Image message holding a copy of a contiguous HWC uint8 array."""
     array = np.ascontiguousarray(array)
@@ -53,13 +98,6 @@ def array_to_image(array: np.ndarray, encoding: str, header: Header) -> Image:
     msg.step = int(array.strides[0])
     msg.data = array.tobytes()
     return msg
-
-
-def class_label(class_id: int, names: Sequence[str], use_names: bool) -> str:
-    """The class as published: its name where known and wanted, else its number."""
-    if use_names and 0 <= class_id < len(names):
-        return names[class_id]
-    return str(class_id)
 
 
 def _set_box(det_bbox: object, box: Sequence[float]) -> None:
@@ -71,15 +109,30 @@ def _set_box(det_bbox: object, box: Sequence[float]) -> None:
 
 
 def detections_to_msg(
-    dets: Detections, header: Header, names: Sequence[str], use_names: bool
+    dets: Detections,
+    header: Header,
+    names: Sequence[str],
+    use_names: bool,
+    track_ids: Sequence[int] | np.ndarray | None = None,
 ) -> Detection2DArray:
-    """Detection2DArray with the input image's header, boxes in source-image pixels."""
+    """Detection2DArray with the input image's header, boxes in source-image pixels.
+
+    ``track_ids`` (aligned with ``dets``, -1 for none) fills ``Detection2D.id`` with the id of
+    the track each detection updated (see ``conventions.detection_id``); without it ids are "".
+    The CDR twin is ``serialization.DetectionArrayWriter``: keep both in step.
+    """
     out = Detection2DArray(header=header)
     boxes = dets.boxes.tolist()
     scores = dets.scores.tolist()
     classes = dets.class_ids.tolist()
-    for box, score, cls in zip(boxes, scores, classes, strict=True):
-        det = Detection2D(header=header)
+    if track_ids is None:
+        ids = [""] * len(classes)
+    else:
+        ids = [detection_id(t) for t in np.asarray(track_ids, np.int64).reshape(-1).tolist()]
+        if len(ids) != len(classes):
+            raise ValueError(f"{len(ids)} track ids for {len(classes)} detections")
+    for box, score, cls, det_id in zip(boxes, scores, classes, ids, strict=True):
+        det = Detection2D(header=header, id=det_id)
         hyp = ObjectHypothesisWithPose()
         hyp.hypothesis.class_id = class_label(cls, names, use_names)
         hyp.hypothesis.score = float(score)
@@ -92,9 +145,20 @@ def detections_to_msg(
 
 
 def tracks_to_msg(
-    tracks: Sequence[Track], header: Header, names: Sequence[str], use_names: bool, frame_rate: float
+    tracks: Sequence[Track],
+    header: Header,
+    names: Sequence[str],
+    use_names: bool,
+    frame_rate: float,
+    dt: float | None = None,
 ) -> TrackedObjectArray:
-    """TrackedObjectArray; Kalman velocities (pixels/frame) converted to pixels/second."""
+    """TrackedObjectArray; Kalman velocities (pixels/frame) converted to pixels/second.
+
+    ``dt`` is the stamp time since this camera's previous processed frame (``FrameInterval``);
+    where it is None or not positive the nominal ``frame_rate`` is used (``velocity_scale``).
+    The CDR twin is ``serialization.TrackArrayWriter``: keep both in step.
+    """
+    scale = velocity_scale(dt, frame_rate)
     out = TrackedObjectArray(header=header)
     for t in tracks:
         obj = TrackedObject()
@@ -103,17 +167,17 @@ def tracks_to_msg(
         obj.class_id = class_label(t.class_id, names, use_names)
         obj.score = float(t.score)
         _set_box(obj.bbox, t.box_xyxy)
-        obj.velocity_x = float(t.velocity_xy[0] * frame_rate)
-        obj.velocity_y = float(t.velocity_xy[1] * frame_rate)
+        obj.velocity_x = float(t.velocity_xy[0] * scale)
+        obj.velocity_y = float(t.velocity_xy[1] * scale)
         obj.age = int(t.age)
-        obj.state = _TRACK_STATES[t.state]
+        obj.state = TRACK_STATE_CODES[t.state]
         out.objects.append(obj)
     return out
 
 
 def _palette(index: int) -> tuple[int, int, int]:
     hue = (index * 47) % 180
-    bgr = cv2.cvtColor(np.uint8([[[hue, 220, 255]]]), cv2.COLOR_HSV2BGR)[0, 0]
+    bgr = cv2.cvtColor(np.array([[[hue, 220, 255]]], np.uint8), cv2.COLOR_HSV2BGR)[0, 0]
     return int(bgr[0]), int(bgr[1]), int(bgr[2])
 
 
