@@ -169,9 +169,7 @@ def test_tracks_are_published_with_the_image_header(active_node, assets_dir):
     assert len(ids) == len(set(ids))
 
 
-def test_compressed_images_are_decoded_and_corrupt_ones_counted(
-    active_node, detector_model, assets_dir, tmp_path
-):
+def test_compressed_images_are_decoded_and_corrupt_ones_counted(detector_model, assets_dir, tmp_path):
     """``compressed_input`` subscribes to image/compressed *instead of* image: one transport.
 
     Regression: both subscriptions fed one slot, so a camera publishing both transports was
@@ -179,8 +177,17 @@ def test_compressed_images_are_decoded_and_corrupt_ones_counted(
     """
     from sensor_msgs.msg import CompressedImage
 
-    _, raw_probe = active_node
-    raw = _send(raw_probe, read_bgr(assets_dir / "bus.jpg"))
+    from yolov8_trt_ros.core.config import EngineConfig, PostprocessConfig
+    from yolov8_trt_ros.core.pipeline import Pipeline, PipelineConfig
+
+    cfg = PipelineConfig.default()
+    cfg.engine = EngineConfig(backend="onnxruntime", model_path=str(detector_model), num_threads=1)
+    cfg.postprocess = PostprocessConfig(conf_threshold=0.01)
+    reference = Pipeline.create(cfg)
+    try:  # the same photo through the core, as bgr8 pixels
+        raw = reference.process([read_bgr(assets_dir / "bus.jpg")], ["bgr8"])[0]
+    finally:
+        reference.close()
     params = {"backend": "onnxruntime", "model_path": str(detector_model), "autostart": True}
     params |= {"diagnostics_period": 0.2, "conf_threshold": 0.01, "compressed_input": True}
     with node_and_probe("jpeg_detector", params, tmp_path) as (_, probe):
@@ -201,7 +208,7 @@ def test_compressed_images_are_decoded_and_corrupt_ones_counted(
             if spin_until(probe.executor, answered, 1.0):
                 break
         got = next(d for d in probe.detections if d.header.stamp.sec == stamp)
-        assert abs(len(got.detections) - len(raw.detections)) <= 1, "same photo, JPEG vs raw pixels"
+        assert abs(len(got.detections) - len(raw.detections.scores)) <= 1, "same photo, JPEG vs raw pixels"
 
         def corrupt_count():
             return int(probe.latest_diagnostics().get("frames.bad.corrupt_compressed", "0"))
