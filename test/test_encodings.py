@@ -29,7 +29,7 @@ from _encodings import (
 
 from yolov8_trt_ros.core.config import EngineConfig, PreprocessConfig
 from yolov8_trt_ros.core.image_input import image_from_buffer
-from yolov8_trt_ros.core.preprocess import CpuPreprocessor
+from yolov8_trt_ros.core.preprocess import CpuPreprocessor, to_bgr8
 from yolov8_trt_ros.core.types import Detections
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "test" / "yolov8n_synth.onnx"
@@ -52,9 +52,7 @@ def test_bayer_names_are_read_as_ros_defines_them(tile):
     colour = np.array([30, 140, 220], np.uint8)  # B, G, R all different
     bgr = np.broadcast_to(colour, (12, 16, 3)).copy()
     frame = mosaic(bgr, tile)
-    from yolov8_trt_ros.ros.conversions import to_bgr
-
-    np.testing.assert_array_equal(to_bgr(frame, f"bayer_{tile}8"), bgr)
+    np.testing.assert_array_equal(to_bgr8(frame, f"bayer_{tile}8"), bgr)
     out, _ = CpuPreprocessor(PreprocessConfig(input_width=32, input_height=32))([frame], [f"bayer_{tile}8"])
     rgb = np.round(out[0, :, 16, 16] * 255).astype(int)
     assert rgb.tolist() == colour[::-1].tolist()
@@ -74,13 +72,22 @@ def test_cpu_preprocess_equals_preprocessing_opencvs_bgr8(encoding, h, w):
 
 
 @pytest.mark.parametrize("encoding", ALL_ENCODINGS)
-def test_debug_image_conversion_is_opencvs(encoding):
-    from yolov8_trt_ros.ros.conversions import to_bgr
-
+def test_bgr8_conversion_is_opencvs(encoding):
     rng = np.random.default_rng(3)
     frame = random_frame(rng, encoding, 25, 31)
-    bgr = to_bgr(_view(frame, encoding, pad=2), split(encoding)[0])
+    bgr = to_bgr8(_view(frame, encoding, pad=2), split(encoding)[0])
     assert bgr.dtype == np.uint8 and bgr.shape == (*opencv_bgr(frame, encoding).shape[:2], 3)
+    np.testing.assert_array_equal(bgr, opencv_bgr(frame, encoding))
+
+
+@pytest.mark.parametrize("encoding", ALL_ENCODINGS)
+def test_debug_image_takes_every_encoding(encoding):
+    pytest.importorskip("sensor_msgs", reason="the ROS message packages are not installed")
+    from yolov8_trt_ros.ros.conversions import to_bgr
+
+    rng = np.random.default_rng(4)
+    frame = random_frame(rng, encoding, 12, 17)
+    bgr = to_bgr(_view(frame, encoding, pad=1), split(encoding)[0])
     np.testing.assert_array_equal(bgr, opencv_bgr(frame, encoding))
 
 

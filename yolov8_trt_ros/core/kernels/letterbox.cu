@@ -59,14 +59,14 @@ enum Encoding {
 };
 
 LB_DEVICE int sat_u8(int v) { return v < 0 ? 0 : (v > 255 ? 255 : v); }
-LB_DEVICE int imin(int a, int b) { return a < b ? a : b; }
-LB_DEVICE int imax(int a, int b) { return a > b ? a : b; }
+LB_DEVICE int lb_min(int a, int b) { return a < b ? a : b; }
+LB_DEVICE int lb_max(int a, int b) { return a > b ? a : b; }
 
 // OpenCV's YUV -> RGB (color_yuv.simd.hpp: uvToRGBuv, yRGBuvToRGBA), ITUR_BT_601_SHIFT = 20.
 LB_DEVICE void yuv_to_rgb(int y, int u, int v, int& r, int& g, int& b) {
     u -= 128;
     v -= 128;
-    const int yy = imax(0, y - 16) * 1220542;  // ITUR_BT_601_CY
+    const int yy = lb_max(0, y - 16) * 1220542;  // ITUR_BT_601_CY
     const int half = 1 << 19;
     r = sat_u8((yy + half + 1673527 * v) >> 20);               // CVR
     g = sat_u8((yy + half - 852492 * v - 409993 * u) >> 20);   // CVG, CUG
@@ -80,8 +80,8 @@ LB_DEVICE void bayer_rgb(const unsigned char* img, int step, int w, int h, int x
     const int k = enc - ENC_BAYER_RGGB;
     const int rx = (k == 1 || k == 3) ? 1 : 0;
     const int ry = (k == 1 || k == 2) ? 1 : 0;
-    x = imin(imax(x, 1), w - 2);  // the border repeats its inner neighbour
-    y = imin(imax(y, 1), h - 2);
+    x = lb_min(lb_max(x, 1), w - 2);  // the border repeats its inner neighbour
+    y = lb_min(lb_max(y, 1), h - 2);
     const unsigned char* m = img + (long long)y * step + x;
     const int c = m[0];
     const int cross = (m[-step] + m[step] + m[-1] + m[1] + 2) >> 2;
