@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _encodings import ALL_ENCODINGS, canon, message_bytes, random_frame, split
 
 from yolov8_trt_ros.core.config import PreprocessConfig
 from yolov8_trt_ros.core.image_input import ImageError
 from yolov8_trt_ros.core.preprocess import CpuPreprocessor
-from yolov8_trt_ros.core.types import BYTES_PER_PIXEL, SUPPORTED_ENCODINGS
 
 pytestmark = pytest.mark.gpu
 
@@ -22,17 +22,11 @@ def _kernel_cache(tmp_path_factory, monkeypatch):
 
 
 def _random_frame(rng: np.random.Generator, max_side: int = 1999) -> tuple[np.ndarray, str]:
-    encoding = str(rng.choice(SUPPORTED_ENCODINGS))
+    """A frame of random size in a random encoding (aliases and big-endian 16-bit included)."""
+    encoding = str(rng.choice(ALL_ENCODINGS))
     h = int(rng.integers(1, max_side + 1))
     w = int(rng.integers(1, max_side + 1))
-    if encoding == "yuv422_yuy2":
-        w = max(2, w - w % 2)
-    bpp = BYTES_PER_PIXEL[encoding]
-    # Smooth gradients plus noise: interpolation errors show on both.
-    yy, xx = np.mgrid[0:h, 0:w]
-    base = ((xx * 255 // max(w, 1) + yy * 255 // max(h, 1)) // 2).astype(np.uint8)
-    frame = (base[:, :, None] + rng.integers(0, 64, (h, w, bpp), dtype=np.uint8)).astype(np.uint8)
-    return frame, encoding
+    return random_frame(rng, encoding, h, w), split(encoding)[0]
 
 
 def _compare(gpu: np.ndarray, cpu: np.ndarray, tol: float) -> float:
@@ -108,13 +102,13 @@ def test_padded_rows_and_all_encodings_in_one_batch():
 
     rng = np.random.default_rng(3)
     frames, encs = [], []
-    for enc in SUPPORTED_ENCODINGS:
-        bpp = BYTES_PER_PIXEL[enc]
-        h, w = 301, 402
-        step = w * bpp + 13  # padded rows, as some camera drivers send
-        data = rng.integers(0, 256, h * step, dtype=np.uint8).tobytes()
-        frames.append(image_from_buffer(data, w, h, step, enc))
-        encs.append(enc)
+    for k, encoding in enumerate(ALL_ENCODINGS):
+        frame = random_frame(rng, encoding, 301 - k % 2, 402 + k % 3)
+        data, step = message_bytes(frame, pad=13)  # padded rows, as some camera drivers send
+        name, big = split(encoding)
+        h = frame.shape[0] * 2 // 3 if canon(encoding) in ("nv12", "nv21") else frame.shape[0]
+        frames.append(image_from_buffer(data, frame.shape[1], h, step, name, is_bigendian=big))
+        encs.append(name)
     gpu = CudaPreprocessor(PreprocessConfig())
     try:
         out, _ = gpu(frames, encs)
@@ -157,7 +151,9 @@ def test_bad_frame_raises_image_error_and_the_preprocessor_keeps_working():
     gpu = CudaPreprocessor(PreprocessConfig())
     try:
         with pytest.raises(ImageError):
-            gpu([np.zeros((10, 10, 3), np.uint8)], ["bayer_rggb8"])
+            gpu([np.zeros((10, 10, 3), np.uint8)], ["32FC1"])
+        with pytest.raises(ImageError):
+            gpu([np.zeros((15, 9, 1), np.uint8)], ["nv12"])  # odd width
         with pytest.raises(ImageError):
             gpu([np.zeros((10, 9, 2), np.uint8)], ["yuv422_yuy2"])  # odd width
         frame = np.full((48, 64, 3), 200, np.uint8)

@@ -89,7 +89,7 @@ def test_bad_frames_never_stop_detections(active_node, assets_dir):
     small = np.zeros((4, 6, 3), np.uint8)
 
     def bad_messages():
-        unsupported = image_msg(small, "bayer_rggb8")
+        unsupported = image_msg(small, "32FC1")  # float depth: no detector input
         zero = image_msg(small)
         zero.width = 0
         short = image_msg(small)

@@ -152,7 +152,7 @@ def test_bad_batches_raise_image_error():
     with pytest.raises(ImageError, match="empty"):
         pre([], [])
     with pytest.raises(ImageError, match="unsupported"):
-        pre([img], ["bayer_rggb8"])
+        pre([img], ["32FC1"])
     with pytest.raises(ImageError, match=r"\[H, W, 4\]"):
         pre([img], ["bgra8"])
     with pytest.raises(ImageError, match="max_pixels"):

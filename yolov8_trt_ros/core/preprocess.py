@@ -1,5 +1,9 @@
 """CPU preprocessing: letterbox, colour conversion, [0, 1] scaling and HWC→CHW with OpenCV.
 
+Encodings that are not per-channel (YUV 4:2:2 and 4:2:0, Bayer) are converted to RGB by
+OpenCV's own ``cvtColor`` before the resize, 16-bit grey to 8 bit by ``>> 8``; the others
+are resized as they are and their channels picked afterwards.
+
 This is the reference the fused CUDA kernel (``preprocess_cuda.py``) is tested against, and it
 reproduces ultralytics' ``LetterBox`` (``cv2.resize`` INTER_LINEAR, pad 114, centred) followed
 by its BGR→RGB, CHW and ``/ 255``, so that the ONNX Runtime backend sees exactly what
@@ -16,7 +20,13 @@ import numpy as np
 import numpy.typing as npt
 
 from yolov8_trt_ros.core.config import PreprocessConfig
-from yolov8_trt_ros.core.image_input import ImageError, check_image
+from yolov8_trt_ros.core.image_input import (
+    SIXTEEN_BIT,
+    ImageError,
+    canonical_encoding,
+    check_image,
+    image_size,
+)
 from yolov8_trt_ros.core.types import Letterbox
 
 #: Source channel that feeds network channel R, G, B, for encodings resized as they are.
@@ -28,8 +38,67 @@ _RGB_FROM: dict[str, tuple[int, int, int]] = {
     "mono8": (0, 0, 0),
     "bgra8": (2, 1, 0),
     "rgba8": (0, 1, 2),
-    "yuv422_yuy2": (0, 1, 2),  # after cv2.COLOR_YUV2RGB_YUY2, which must come before the resize
 }
+#: Encodings OpenCV converts to RGB before the resize (chroma subsampling and the Bayer mosaic
+#: are not per channel, so they cannot be resized as they are). OpenCV names a Bayer pattern
+#: by the second row's second and third pixels, so ROS's rggb is OpenCV's BG (as cv_bridge
+#: maps it; test_encodings checks it on a synthetic mosaic). YUV: BT.601 limited range.
+TO_RGB: dict[str, int] = {
+    "yuv422": cv2.COLOR_YUV2RGB_UYVY,
+    "yuv422_yuy2": cv2.COLOR_YUV2RGB_YUY2,
+    "nv12": cv2.COLOR_YUV2RGB_NV12,
+    "nv21": cv2.COLOR_YUV2RGB_NV21,
+    "bayer_rggb8": cv2.COLOR_BayerBG2RGB,
+    "bayer_bggr8": cv2.COLOR_BayerRG2RGB,
+    "bayer_gbrg8": cv2.COLOR_BayerGR2RGB,
+    "bayer_grbg8": cv2.COLOR_BayerGB2RGB,
+}
+#: The same conversions to BGR, and the plain channel ones, for :func:`to_bgr8`.
+TO_BGR: dict[str, int] = {
+    "rgb8": cv2.COLOR_RGB2BGR,
+    "mono8": cv2.COLOR_GRAY2BGR,
+    "bgra8": cv2.COLOR_BGRA2BGR,
+    "rgba8": cv2.COLOR_RGBA2BGR,
+    "yuv422": cv2.COLOR_YUV2BGR_UYVY,
+    "yuv422_yuy2": cv2.COLOR_YUV2BGR_YUY2,
+    "nv12": cv2.COLOR_YUV2BGR_NV12,
+    "nv21": cv2.COLOR_YUV2BGR_NV21,
+    "bayer_rggb8": cv2.COLOR_BayerBG2BGR,
+    "bayer_bggr8": cv2.COLOR_BayerRG2BGR,
+    "bayer_gbrg8": cv2.COLOR_BayerGR2BGR,
+    "bayer_grbg8": cv2.COLOR_BayerGB2BGR,
+    "mono16": cv2.COLOR_GRAY2BGR,  # after to_mono8
+}
+
+
+def to_mono8(image: np.ndarray) -> npt.NDArray[np.uint8]:
+    """16-bit grey to 8-bit by ``v >> 8`` (full range, as most camera drivers scale).
+
+    A fixed scale, not the frame's min/max, so a pixel's grey does not change with the rest of
+    the frame and the GPU kernel reads the high byte alone. Depth in millimetres (16UC1) thus
+    maps 256 mm to one grey level: 0-65.5 m onto 0-255, near objects dark.
+    """
+    return cast(npt.NDArray[np.uint8], np.right_shift(image, 8).astype(np.uint8))
+
+
+def to_bgr8(image: np.ndarray, encoding: str) -> npt.NDArray[np.uint8]:
+    """A bgr8 copy of a checked image in any supported encoding (for drawing and tests)."""
+    enc = canonical_encoding(encoding)
+    img = to_mono8(image) if enc in SIXTEEN_BIT else image
+    if enc == "bgr8":
+        return np.array(img, dtype=np.uint8, order="C")
+    src = np.ascontiguousarray(img[:, :, 0] if img.ndim == 3 and img.shape[2] == 1 else img)
+    return cast(npt.NDArray[np.uint8], cv2.cvtColor(src, TO_BGR[enc]))
+
+
+def _resizable(image: np.ndarray, enc: str) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """The image in an encoding cv2.resize can take per channel, and its R, G, B channels."""
+    if enc in TO_RGB:
+        src = image[:, :, 0] if image.shape[2] == 1 else image  # nv12/Bayer: OpenCV wants [H, W]
+        return cv2.cvtColor(src, TO_RGB[enc]), (0, 1, 2)
+    if enc in SIXTEEN_BIT:
+        return to_mono8(image), (0, 0, 0)
+    return image, _RGB_FROM[enc]
 
 
 def fit_letterbox(src_w: int, src_h: int, dst_w: int, dst_h: int) -> tuple[Letterbox, int, int]:
@@ -80,7 +149,7 @@ class CpuPreprocessor:
     def __call__(
         self, images: Sequence[np.ndarray], encodings: Sequence[str]
     ) -> tuple[np.ndarray, list[Letterbox]]:
-        """Preprocess ``images`` (each ``[H, W, C]`` uint8 in its ``encodings`` entry).
+        """Preprocess ``images`` (each laid out as image_input says for its ``encodings`` entry).
 
         Raises ImageError for an unsupported encoding or an array that does not fit it.
         """
@@ -93,12 +162,12 @@ class CpuPreprocessor:
         out, placement = self._buffer(len(checked))
         dst_w, dst_h = self.cfg.input_width, self.cfg.input_height
         letterboxes: list[Letterbox] = []
-        for i, (img, enc) in enumerate(zip(checked, encodings, strict=True)):
-            h, w = img.shape[:2]
+        for i, (checked_img, encoding) in enumerate(zip(checked, encodings, strict=True)):
+            enc = canonical_encoding(encoding)
+            w, h = image_size(checked_img, enc)
             lb, rw, rh = fit_letterbox(w, h, dst_w, dst_h)
             letterboxes.append(lb)
-            if enc == "yuv422_yuy2":
-                img = cv2.cvtColor(img, cv2.COLOR_YUV2RGB_YUY2)
+            img, rgb_from = _resizable(checked_img, enc)
             resized = img
             if (w, h) != (rw, rh):
                 resized = cast(
@@ -111,7 +180,7 @@ class CpuPreprocessor:
                 out[i].fill(self._pad)
                 placement[i] = (px, py, rw, rh)
             region = out[i, :, py : py + rh, px : px + rw]
-            for c, src_c in enumerate(_RGB_FROM[enc]):
+            for c, src_c in enumerate(rgb_from):
                 # mode="clip" lets take() write straight into the strided output (no buffering).
                 np.take(self._lut, resized[:, :, src_c], out=region[c], mode="clip")
         return out, letterboxes

@@ -2,8 +2,9 @@
 
 The kernel does what :class:`~yolov8_trt_ros.core.preprocess.CpuPreprocessor` does (letterbox,
 colour conversion, ``/ 255``, CHW, FP32/FP16) in one pass over the output, reading each source
-pixel straight from the uploaded camera frame, and matches it within 1/255 (the kernel's
-header explains the fixed-point arithmetic it shares with OpenCV).
+pixel straight from the uploaded camera frame (YUV, Bayer and 16-bit frames are converted
+pixel by pixel in the kernel, not in a pass of their own), and matches it within 1/255 (the
+kernel's header explains the fixed-point arithmetic it shares with OpenCV).
 
 Data path per call, with no allocation after warm-up:
 
@@ -29,6 +30,7 @@ import hashlib
 import itertools
 import logging
 import os
+import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,13 +39,15 @@ from typing import Any
 import numpy as np
 
 from yolov8_trt_ros.core.config import PreprocessConfig
-from yolov8_trt_ros.core.image_input import check_image
+from yolov8_trt_ros.core.image_input import SIXTEEN_BIT, canonical_encoding, check_image, image_size
 from yolov8_trt_ros.core.preprocess import check_batch, fit_letterbox
 from yolov8_trt_ros.core.types import Letterbox
 
 LOG = logging.getLogger(__name__)
 
 KERNEL_SOURCE = Path(__file__).with_name("kernels") / "letterbox.cu"
+#: Mirrors ``enum Encoding`` in letterbox.cu. 16-bit grey has one code per byte order
+#: (:func:`encoding_code`); aliases (8UC3, 16UC1, ...) are resolved before the lookup.
 ENCODING_CODES: dict[str, int] = {
     "bgr8": 0,
     "rgb8": 1,
@@ -51,7 +55,28 @@ ENCODING_CODES: dict[str, int] = {
     "bgra8": 3,
     "rgba8": 4,
     "yuv422_yuy2": 5,
+    "yuv422": 6,
+    "nv12": 7,
+    "nv21": 8,
+    "bayer_rggb8": 9,
+    "bayer_bggr8": 10,
+    "bayer_gbrg8": 11,
+    "bayer_grbg8": 12,
+    "mono16": 13,  # little-endian; 14 big-endian
 }
+_MONO16_BE = 14
+
+
+def encoding_code(image: np.ndarray, encoding: str) -> int:
+    """The kernel's code for a checked image: its encoding, and for 16-bit its byte order."""
+    enc = canonical_encoding(encoding)
+    if enc in SIXTEEN_BIT:
+        order = image.dtype.byteorder
+        big = order == ">" or (order == "=" and sys.byteorder == "big")
+        return _MONO16_BE if big else ENCODING_CODES[enc]
+    return ENCODING_CODES[enc]
+
+
 #: Mirrors ``struct ImageParams`` in letterbox.cu (natural C alignment: 56 bytes).
 PARAMS_DTYPE = np.dtype(
     [
@@ -167,6 +192,40 @@ def compile_kernel(source: str, major: int, minor: int) -> tuple[bytes, str]:
     except OSError as exc:
         LOG.warning("kernel cache %s is not writable (%s); compiling at every start", path.parent, exc)
     return image, kind
+
+
+def plan_batch(
+    images: Sequence[np.ndarray], encodings: Sequence[str], dst_w: int, dst_h: int
+) -> tuple[np.ndarray, list[Letterbox], int]:
+    """The kernel's parameter records for checked frames, their letterboxes and the staged size.
+
+    The staging buffer holds the records first, then each frame without row padding, every
+    block aligned to 256 bytes; ``src_offset`` is a frame's place in it.
+    """
+    batch = len(images)
+    params = np.zeros(batch, PARAMS_DTYPE)
+    letterboxes: list[Letterbox] = []
+    offset = -(-batch * PARAMS_DTYPE.itemsize // _ALIGN) * _ALIGN
+    for i, (img, enc) in enumerate(zip(images, encodings, strict=True)):
+        w, h = image_size(img, enc)  # nv12's buffer has more rows than the image
+        lb, rw, rh = fit_letterbox(w, h, dst_w, dst_h)
+        letterboxes.append(lb)
+        # scale as cv::resize derives it: 1 / (dst / src), not src / dst (they can differ by an ulp)
+        scale_x, scale_y = 1.0 / (rw / w), 1.0 / (rh / h)
+        row_bytes = img.shape[1] * img.shape[2] * img.itemsize
+        code = encoding_code(img, enc)
+        params[i] = (offset, w, h, row_bytes, code, rw, rh, lb.pad_x, lb.pad_y, scale_x, scale_y)
+        offset += -(-img.nbytes // _ALIGN) * _ALIGN
+    return params, letterboxes, offset
+
+
+def staged_frame(host: np.ndarray, record: np.void, image: np.ndarray) -> np.ndarray:
+    """The frame's place in the uint8 staging buffer, as an array of the frame's own shape.
+
+    In the frame's dtype, so that a copy into it is byte for byte (uint16 keeps its byte order).
+    """
+    start = int(record["src_offset"])
+    return host[start : start + image.nbytes].view(image.dtype).reshape(image.shape)
 
 
 class DeviceTensor:
@@ -337,7 +396,7 @@ class CudaPreprocessor:
     def __call__(
         self, images: Sequence[np.ndarray], encodings: Sequence[str]
     ) -> tuple[DeviceTensor, list[Letterbox]]:
-        """Preprocess ``images`` (HWC uint8, one encoding each) into a device ``[B, 3, H, W]``.
+        """Preprocess ``images`` (laid out as image_input says, one encoding each) into ``[B, 3, H, W]``.
 
         Raises ImageError for bad frames (nothing is queued then) and CudaError for driver
         failures.
@@ -349,19 +408,8 @@ class CudaPreprocessor:
             for img, enc in zip(images, encodings, strict=True)
         ]
         batch = len(checked)
-        dst_w, dst_h = self.cfg.input_width, self.cfg.input_height
-        params = np.zeros(batch, PARAMS_DTYPE)
-        letterboxes: list[Letterbox] = []
-        offset = -(-batch * PARAMS_DTYPE.itemsize // _ALIGN) * _ALIGN
-        for i, (img, enc) in enumerate(zip(checked, encodings, strict=True)):
-            h, w, bpp = img.shape
-            lb, rw, rh = fit_letterbox(w, h, dst_w, dst_h)
-            letterboxes.append(lb)
-            # scale as cv::resize derives it: 1 / (dst / src), not src / dst (they can differ by an ulp)
-            scale_x, scale_y = 1.0 / (rw / w), 1.0 / (rh / h)
-            code = ENCODING_CODES[enc]
-            params[i] = (offset, w, h, w * bpp, code, rw, rh, lb.pad_x, lb.pad_y, scale_x, scale_y)
-            offset += -(-h * w * bpp // _ALIGN) * _ALIGN
+        cfg = self.cfg
+        params, letterboxes, offset = plan_batch(checked, encodings, cfg.input_width, cfg.input_height)
         _check(cu.cuCtxSetCurrent(self._ctx), "cuCtxSetCurrent")  # the caller's thread may be new
         if self._event_pending:  # the last H2D (or, zero-copy, the last kernel) still reads staging
             _check(cu.cuEventSynchronize(self._event), "cuEventSynchronize")
@@ -390,8 +438,7 @@ class CudaPreprocessor:
         """Copy the frames into the staging buffer (dropping row padding), in bands on the pool."""
         jobs = []
         for p, img in zip(params, images, strict=True):
-            start = int(p["src_offset"])
-            dst = host[start : start + img.nbytes].reshape(img.shape)
+            dst = staged_frame(host, p, img)
             if self._pool is None or img.nbytes < _POOL_MIN_BYTES:
                 np.copyto(dst, img)
                 continue

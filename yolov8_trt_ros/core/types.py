@@ -15,17 +15,57 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int32]
 
-#: Pixel encodings the preprocessors accept (names as in sensor_msgs/image_encodings).
-Encoding = Literal["bgr8", "rgb8", "mono8", "bgra8", "rgba8", "yuv422_yuy2"]
-SUPPORTED_ENCODINGS: tuple[str, ...] = ("bgr8", "rgb8", "mono8", "bgra8", "rgba8", "yuv422_yuy2")
-#: Bytes per pixel of each supported encoding.
+#: Pixel encodings the preprocessors accept (names as in sensor_msgs/image_encodings; aliases
+#: such as ``8UC3`` and ``16UC1`` are mapped onto these by ``image_input.canonical_encoding``).
+Encoding = Literal[
+    "bgr8",
+    "rgb8",
+    "mono8",
+    "bgra8",
+    "rgba8",
+    "yuv422",
+    "yuv422_yuy2",
+    "nv12",
+    "nv21",
+    "bayer_rggb8",
+    "bayer_bggr8",
+    "bayer_gbrg8",
+    "bayer_grbg8",
+    "mono16",
+]
+SUPPORTED_ENCODINGS: tuple[str, ...] = (
+    "bgr8",
+    "rgb8",
+    "mono8",
+    "bgra8",
+    "rgba8",
+    "yuv422",
+    "yuv422_yuy2",
+    "nv12",
+    "nv21",
+    "bayer_rggb8",
+    "bayer_bggr8",
+    "bayer_gbrg8",
+    "bayer_grbg8",
+    "mono16",
+)
+#: Bytes per pixel in one row of the buffer (nv12/nv21: of the Y plane and of the interleaved
+#: UV plane alike, which follows it with ``height / 2`` more rows).
 BYTES_PER_PIXEL: dict[str, int] = {
     "bgr8": 3,
     "rgb8": 3,
     "mono8": 1,
     "bgra8": 4,
     "rgba8": 4,
+    "yuv422": 2,
     "yuv422_yuy2": 2,
+    "nv12": 1,
+    "nv21": 1,
+    "bayer_rggb8": 1,
+    "bayer_bggr8": 1,
+    "bayer_gbrg8": 1,
+    "bayer_grbg8": 1,
+    "mono16": 2,
 }
 
 

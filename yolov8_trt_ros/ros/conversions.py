@@ -16,6 +16,7 @@ from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithP
 
 from yolov8_trt_msgs.msg import TrackedObject, TrackedObjectArray
 from yolov8_trt_ros.core.image_input import decode_compressed, image_from_buffer
+from yolov8_trt_ros.core.preprocess import to_bgr8
 from yolov8_trt_ros.core.types import Detections, Track
 from yolov8_trt_ros.ros.serialization import (
     TRACK_STATE_CODES,
@@ -182,17 +183,12 @@ def _palette(index: int) -> tuple[int, int, int]:
 
 
 def to_bgr(image: np.ndarray, encoding: str) -> np.ndarray:
-    """A bgr8 copy of a decoded image, for drawing."""
-    conversions = {
-        "rgb8": cv2.COLOR_RGB2BGR,
-        "mono8": cv2.COLOR_GRAY2BGR,
-        "bgra8": cv2.COLOR_BGRA2BGR,
-        "rgba8": cv2.COLOR_RGBA2BGR,
-        "yuv422_yuy2": cv2.COLOR_YUV2BGR_YUY2,
-    }
-    if encoding == "bgr8":
-        return np.ascontiguousarray(image).copy()
-    return cv2.cvtColor(np.ascontiguousarray(image), conversions[encoding])
+    """A bgr8 copy of a decoded image in any supported encoding, for drawing.
+
+    The CPU preprocessor's own conversions (OpenCV's; 16-bit grey ``>> 8``), so the debug image
+    shows what the network was given.
+    """
+    return to_bgr8(image, encoding)
 
 
 def annotate(
