@@ -158,7 +158,7 @@ class NodeDiagnostics:
         stale_after_s: float = STALE_AFTER_S,
         bad_window_s: float = BAD_FRAME_WINDOW_S,
         clock: Callable[[], float] = time.monotonic,
-        warn: Callable[[str], None] | None = None,
+        warn: Callable[[str], object] | None = None,
     ) -> None:
         self.name = f"{node_name}: {component}"
         self.stale_after_s = stale_after_s
