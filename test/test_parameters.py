@@ -404,3 +404,30 @@ def test_the_parameter_table_renders_every_parameter():
     cells = [re.split(r"(?<!\\)\|", line)[1:-1] for line in lines[2:]]  # unescaped pipes only
     assert all(len(row) == 4 for row in cells)
     assert [row[0].strip() for row in cells] == [f"`{p.name}`" for p in PARAMS]
+
+
+def test_an_engine_built_at_the_lowest_threshold_lets_every_class_threshold_act():
+    """Build the engine's NMS at the lowest threshold any class needs (``lowest_threshold``): the
+    configured per-class thresholds then never conflict with it, and the global one may rise."""
+    from yolov8_trt_ros.core.config import EngineNms, lowest_threshold
+    from yolov8_trt_ros.ros.parameters import build_configs, changed_stages
+
+    rng = np.random.default_rng()
+    conf, low = float(rng.uniform(0.3, 0.6)), float(rng.uniform(0.05, 0.25))
+    cfg = build_configs({"conf_threshold": conf, "class_thresholds": [f"square:{low}", "2:0.9"]}, NAMES)
+    lowest = lowest_threshold(cfg.postprocess, cfg.filters)
+    assert lowest == low
+    nms = EngineNms.from_postprocess(cfg.postprocess.replace(conf_threshold=lowest))
+    assert nms.conflicts(cfg.postprocess, cfg.filters) == {}
+    assert "class_thresholds" in EngineNms.from_postprocess(cfg.postprocess).conflicts(
+        cfg.postprocess, cfg.filters
+    )
+    assert changed_stages(
+        ["max_image_pixels", "conf_threshold", "roi", "tracker.enabled", "enable", "x"]
+    ) == {
+        "preprocess",
+        "postprocess",
+        "filters",
+        "tracker",
+        "node",
+    }
