@@ -55,10 +55,11 @@ def node_with_probe(rclpy_session, detector_model) -> Iterator[Callable[..., tup
     """A factory: an unconfigured detector in this process plus a probe spinning both nodes."""
     made: list[tuple[YoloDetectorNode, Probe]] = []
 
-    def make(**params: Any) -> tuple[YoloDetectorNode, Probe]:
+    def make(namespace: str | None = None, **params: Any) -> tuple[YoloDetectorNode, Probe]:
         name = f"diag_detector_{next(_names)}"
         values = {"backend": "onnxruntime", "model_path": str(detector_model), "autostart": False, **params}
-        node = YoloDetectorNode(name, parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
+        overrides = [Parameter(k, value=v) for k, v in values.items()]
+        node = YoloDetectorNode(name, namespace=namespace, parameter_overrides=overrides)
         probe = Probe(name, name=f"{name}_probe")
         probe.executor.add_node(node)
         made.append((node, probe))
@@ -205,3 +206,48 @@ def test_timings_report_has_stages_memory_counters_and_layers(
     assert f"frames.processed: {node.counters['processed']}" in text
     assert "resident MiB" in text and "onnxruntime on cpu" in text
     assert "## TensorRT layers" in text and "| detect |" in text
+
+
+# --- issue 14: the node's diagnostics conventions (ros/diagnostics.py wired into the node) -------
+# Strict xfail until detector_node publishes through ros/diagnostics.py (the lead's integration):
+# they fail on the node of 43b44ef and must pass after it; then drop the marker.
+NEEDS_INTEGRATION = pytest.mark.xfail(
+    strict=True, reason="until detector_node publishes through ros/diagnostics.py (issue 14)"
+)
+
+
+def _status(probe: Probe, timeout: float) -> Any:
+    n = len(probe.diagnostics)
+    assert spin_until(probe.executor, lambda: len(probe.diagnostics) > n, timeout), "no diagnostics"
+    return probe.diagnostics[-1].status[0]
+
+
+@NEEDS_INTEGRATION
+def test_a_namespaced_node_reports_every_state_on_absolute_diagnostics(node_with_probe):
+    """Silent unless active, and on ``<ns>/diagnostics``: a monitor on /diagnostics saw nothing."""
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    node, probe = node_with_probe(namespace="/robot_a", diagnostics_period=0.2)
+    status = _status(probe, timeout=5.0)  # the probe listens on /diagnostics
+    assert status.name == f"{node.get_name()}: pipeline"
+    assert status.message == "unconfigured" and status.level == DiagnosticStatus.WARN
+    assert node.trigger_configure() == SUCCESS
+    assert spin_until(probe.executor, lambda: _status(probe, 5.0).message == "inactive", 10.0)
+    assert probe.diagnostics[-1].status[0].level == DiagnosticStatus.OK
+
+
+@NEEDS_INTEGRATION
+def test_no_input_warning_waits_for_the_stale_time_after_activation(node_with_probe):
+    """``_last_frame_time`` started at 0.0: "no input for 5 s" the moment the node was activated."""
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    node, probe = node_with_probe(diagnostics_period=0.2)
+    assert node.trigger_configure() == SUCCESS
+    assert node.trigger_activate() == SUCCESS
+
+    def state() -> str:
+        return {kv.key: kv.value for kv in _status(probe, 5.0).values}["state"]
+
+    assert spin_until(probe.executor, lambda: state() == "active", 10.0)
+    status = probe.diagnostics[-1].status[0]
+    assert status.level == DiagnosticStatus.OK and status.message == "ok", status.message

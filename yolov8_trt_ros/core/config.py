@@ -60,6 +60,10 @@ def _in_range(name: str, value: float, lo: float, hi: float) -> list[str]:
     return []
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 @dataclass
 class PreprocessConfig(StageConfig):
     """Letterbox to the network input: size (width, height), pad value, output precision."""
@@ -77,8 +81,8 @@ class PreprocessConfig(StageConfig):
             if not isinstance(v, int) or v <= 0 or v % 32:
                 errors.append(f"{name}={v!r} must be a positive multiple of 32")
         errors += _in_range("pad_value", self.pad_value, 0, 255)
-        if self.max_image_pixels <= 0:
-            errors.append("max_image_pixels must be positive")
+        if not _is_int(self.max_image_pixels) or self.max_image_pixels <= 0:
+            errors.append(f"max_image_pixels={self.max_image_pixels!r} must be a positive integer")
         return errors
 
 
@@ -125,7 +129,8 @@ class PostprocessConfig(StageConfig):
     kept, higher-scored box of the same class (any class if ``class_agnostic``) is
     ``> iou_threshold`` (strict, compared in float32 as TensorRT and torchvision do, so 0.45
     suppresses an IoU of exactly 9/20), ties broken by lower anchor index, then keep the best
-    ``max_detections``.
+    ``max_detections``. With NMS inside the engine these values are built into it:
+    :class:`EngineNms` says which may still change at run time.
     """
 
     conf_threshold: float = 0.25
@@ -165,18 +170,102 @@ class FilterConfig(StageConfig):
 
     def validate(self) -> list[str]:
         errors: list[str] = []
-        if any((not isinstance(c, int)) or c < 0 for c in self.classes):
+        if any(not _is_int(c) or c < 0 for c in self.classes):
             errors.append(f"classes={self.classes!r} must be non-negative integers")
         for cls_id, thr in self.class_thresholds.items():
+            if not _is_int(cls_id) or cls_id < 0:
+                errors.append(f"class_thresholds key {cls_id!r} must be a non-negative integer")
             errors += _in_range(f"class_thresholds[{cls_id}]", thr, 0.0, 1.0)
-        if self.roi and (len(self.roi) < 4 or len(self.roi) % 2):
+        # NaN compares false with everything, so a NaN corner would pass every later check
+        # and make the ROI test keep or drop boxes arbitrarily: refuse non-finite numbers first.
+        bad = [v for v in self.roi if not isinstance(v, (int, float)) or not math.isfinite(v)]
+        if bad:
+            errors.append(f"roi={self.roi!r} must hold finite numbers (got {bad[0]!r})")
+        elif self.roi and (len(self.roi) < 4 or len(self.roi) % 2):
             errors.append("roi must be empty, a rectangle [x1,y1,x2,y2] or a polygon of >= 3 points")
-        if len(self.roi) == 4 and (self.roi[2] <= self.roi[0] or self.roi[3] <= self.roi[1]):
+        elif len(self.roi) == 4 and (self.roi[2] <= self.roi[0] or self.roi[3] <= self.roi[1]):
             errors.append("roi rectangle needs x2 > x1 and y2 > y1")
         if self.roi_mode not in ("center", "overlap"):
             errors.append(f"roi_mode={self.roi_mode!r} must be center or overlap")
         errors += _in_range("roi_min_overlap", self.roi_min_overlap, 0.0, 1.0)
         return errors
+
+    def unknown_classes(self, num_classes: int) -> list[str]:
+        """Reasons for class ids the model does not have (``classes``, ``class_thresholds``).
+
+        Separate from :meth:`validate` because only a loaded model knows its class count; an
+        unknown id would otherwise match nothing, silently.
+        """
+        ids = sorted({*self.classes, *self.class_thresholds} - set(range(num_classes)))
+        if not ids:
+            return []
+        return [f"class ids {ids} are not classes of the model (ids 0..{num_classes - 1})"]
+
+
+def lowest_threshold(post: PostprocessConfig, filters: FilterConfig) -> float:
+    """The lowest score any class may need: the global threshold or a lower per-class one.
+
+    Decoding (and an engine's built-in NMS) must keep candidates down to it, or a per-class
+    threshold below the global one never sees that class's low-score boxes.
+    """
+    return min([post.conf_threshold, *filters.class_thresholds.values()])
+
+
+@dataclass(frozen=True)
+class EngineNms:
+    """The NMS settings an engine was built with (TensorRT EfficientNMS), fixed until a rebuild.
+
+    Rule: with NMS inside the engine, a run-time change can only *narrow* what the engine
+    returns, because the host can drop detections but never recover suppressed ones. So
+    ``conf_threshold`` (and every per-class threshold) may rise but not fall below the built
+    ``conf_threshold``, ``max_detections`` may fall but not rise above the built one, and
+    ``iou_threshold``, ``class_agnostic`` and ``pre_nms_top_k`` cannot change at all (the
+    plugin applies its own fixed top-k). Anything else needs the engine rebuilt: deactivate,
+    cleanup, set, configure (the engine cache key holds these values, so configure builds it).
+    """
+
+    conf_threshold: float
+    iou_threshold: float
+    max_detections: int
+    class_agnostic: bool
+    pre_nms_top_k: int
+
+    @classmethod
+    def from_postprocess(cls, post: PostprocessConfig) -> EngineNms:
+        """The settings of an engine built from ``post`` (what was passed to the backend)."""
+        return cls(
+            conf_threshold=post.conf_threshold,
+            iou_threshold=post.iou_threshold,
+            max_detections=post.max_detections,
+            class_agnostic=post.class_agnostic,
+            pre_nms_top_k=post.pre_nms_top_k,
+        )
+
+    def conflicts(self, post: PostprocessConfig, filters: FilterConfig) -> dict[str, str]:
+        """Parameter name → why ``post``/``filters`` cannot apply to this engine (empty: they can)."""
+        hint = "needs an engine rebuild: deactivate, cleanup, set, configure"
+        out: dict[str, str] = {}
+        for name in ("iou_threshold", "class_agnostic", "pre_nms_top_k"):
+            built, wanted = getattr(self, name), getattr(post, name)
+            if wanted != built:
+                out[name] = f"{name}={wanted!r} differs from the in-engine NMS's {built!r}: {hint}"
+        if post.conf_threshold < self.conf_threshold:
+            out["conf_threshold"] = (
+                f"conf_threshold={post.conf_threshold!r} is below the in-engine NMS's "
+                f"{self.conf_threshold!r} (lower scores never leave the engine): {hint}"
+            )
+        if post.max_detections > self.max_detections:
+            out["max_detections"] = (
+                f"max_detections={post.max_detections} is above the in-engine NMS's "
+                f"{self.max_detections}: {hint}"
+            )
+        low = {c: t for c, t in filters.class_thresholds.items() if t < self.conf_threshold}
+        if low:
+            out["class_thresholds"] = (
+                f"class_thresholds {low} are below the in-engine NMS's conf_threshold "
+                f"{self.conf_threshold!r} (lower scores never leave the engine): {hint}"
+            )
+        return out
 
 
 @dataclass
