@@ -160,7 +160,7 @@ def test_worker_answers_every_frame_of_a_stalled_and_a_live_camera(frames):
             from yolov8_trt_ros.core.image_input import ImageError
 
             raise ImageError("empty", "no pixels")
-        return item, "bgr8"
+        return item, "bgr8", None
 
     def deliver(decoded, results):
         delivered.extend((d.stream, len(r.detections)) for d, r in zip(decoded, results, strict=True))

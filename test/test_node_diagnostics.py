@@ -209,11 +209,6 @@ def test_timings_report_has_stages_memory_counters_and_layers(
 
 
 # --- issue 14: the node's diagnostics conventions (ros/diagnostics.py wired into the node) -------
-# Strict xfail until detector_node publishes through ros/diagnostics.py (the lead's integration):
-# they fail on the node of 43b44ef and must pass after it; then drop the marker.
-NEEDS_INTEGRATION = pytest.mark.xfail(
-    strict=True, reason="until detector_node publishes through ros/diagnostics.py (issue 14)"
-)
 
 
 def _status(probe: Probe, timeout: float) -> Any:
@@ -222,7 +217,6 @@ def _status(probe: Probe, timeout: float) -> Any:
     return probe.diagnostics[-1].status[0]
 
 
-@NEEDS_INTEGRATION
 def test_a_namespaced_node_reports_every_state_on_absolute_diagnostics(node_with_probe):
     """Silent unless active, and on ``<ns>/diagnostics``: a monitor on /diagnostics saw nothing."""
     from diagnostic_msgs.msg import DiagnosticStatus
@@ -236,7 +230,6 @@ def test_a_namespaced_node_reports_every_state_on_absolute_diagnostics(node_with
     assert probe.diagnostics[-1].status[0].level == DiagnosticStatus.OK
 
 
-@NEEDS_INTEGRATION
 def test_no_input_warning_waits_for_the_stale_time_after_activation(node_with_probe):
     """``_last_frame_time`` started at 0.0: "no input for 5 s" the moment the node was activated."""
     from diagnostic_msgs.msg import DiagnosticStatus

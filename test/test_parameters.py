@@ -304,9 +304,9 @@ def test_engine_nms_conflicts_name_each_parameter():
         ("labels_file", "labels.txt", {"inactive", "active"}),
         ("image_reliability", "reliable", {"active"}),
         ("image_qos_depth", 10, {"active"}),
-        ("image_topics", ["cam0/image", "cam1/image"], {"active"}),
+        ("image_topics", ["cam0/image", "cam1/image"], {"inactive", "active"}),
         ("enable", False, set()),
-        ("batch_timeout_ms", 25.0, set()),
+        ("batch_timeout_ms", 25.0, {"active"}),
         ("conf_threshold", 0.5, set()),
     ],
 )

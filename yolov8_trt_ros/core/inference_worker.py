@@ -44,15 +44,16 @@ class WorkerConfig:
 
 @dataclass
 class DecodedFrame:
-    """One frame of a batch: its source, the message it came in and its pixels."""
+    """One frame of a batch: its source, its pixels and what the decoder read beside them."""
 
     stream: Hashable
-    item: Any
     image: np.ndarray
     encoding: str
+    meta: Any  # e.g. the message header, for the results' messages
 
 
-Decode = Callable[[Any], tuple[np.ndarray, str]]
+#: Item → (pixels, encoding, meta); raises (ImageError for bad input) to skip the frame.
+Decode = Callable[[Any], tuple[np.ndarray, str, Any]]
 Deliver = Callable[[list[DecodedFrame], list[FrameResult]], None]
 ReportBad = Callable[[str, str], None]  # (reason, text)
 
@@ -115,11 +116,11 @@ class InferenceWorker:
         with prof.stage("convert"):
             for stream, item in frames:
                 try:
-                    image, encoding = self._decode(item)
+                    image, encoding, meta = self._decode(item)
                 except Exception as exc:
                     self._bad(exc)
                     continue
-                decoded.append(DecodedFrame(stream, item, image, encoding))
+                decoded.append(DecodedFrame(stream, image, encoding, meta))
         if not decoded:
             return None
         try:

@@ -28,6 +28,7 @@ from yolov8_trt_ros.core.config import (
     PostprocessConfig,
     PreprocessConfig,
     TrackerConfig,
+    lowest_threshold,
 )
 from yolov8_trt_ros.core.filters import DetectionFilter
 from yolov8_trt_ros.core.postprocess import postprocess
@@ -143,6 +144,8 @@ class Pipeline:
         #: One tracker per input stream (camera), keyed by the ``streams`` given to ``launch``.
         self.trackers: dict[Hashable, ByteTracker] = {}
         self.profiler = profiler or Profiler()
+        #: The postprocess settings the backend was built with (its in-engine NMS, if any).
+        self.engine_postprocess = cfg.postprocess
         self._lock = threading.Lock()
 
     @classmethod
@@ -154,12 +157,16 @@ class Pipeline:
         """
         from yolov8_trt_ros.core.backends.factory import create_backend
 
-        backend = create_backend(cfg.engine, cfg.postprocess)
+        # An engine with NMS inside keeps candidates down to the lowest threshold any class needs.
+        engine_post = cfg.postprocess.replace(conf_threshold=lowest_threshold(cfg.postprocess, cfg.filters))
+        backend = create_backend(cfg.engine, engine_post)
         try:
-            return cls(cfg, backend, profiler)
+            pipeline = cls(cfg, backend, profiler)
         except BaseException:
             backend.close()
             raise
+        pipeline.engine_postprocess = engine_post
+        return pipeline
 
     def lanes(self) -> _Lanes:
         """Alternating output streams for a caller that overlaps batches (see :class:`_Lanes`)."""
@@ -275,6 +282,12 @@ class Pipeline:
         """
         lowest = min([post.conf_threshold, *filters.class_thresholds.values()])
         return post.replace(num_classes=self.backend.info.num_classes, conf_threshold=lowest)
+
+    def update_preprocess(self, cfg: PreprocessConfig) -> None:
+        """The run-time part of the preprocess config (``max_image_pixels``); sizes stay the engine's."""
+        with self._lock:
+            self.preprocess_cfg = self.preprocess_cfg.replace(max_image_pixels=cfg.max_image_pixels)
+            self.preprocessor.cfg = self.preprocess_cfg
 
     def update_postprocess(self, cfg: PostprocessConfig) -> None:
         with self._lock:

@@ -12,10 +12,11 @@ counted, tracked or answered twice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from yolov8_trt_ros.core.config import ConfigError
+from yolov8_trt_ros.ros.serialization import FrameInterval
 
 
 @dataclass
@@ -26,6 +27,8 @@ class Camera:
     detections: Any = None
     tracks: Any = None
     debug_image: Any = None
+    #: Time between this camera's processed frames (stamps), for track velocities.
+    interval: FrameInterval = field(default_factory=FrameInterval)
 
     def output(self, name: str) -> str:
         return f"{self.prefix}{name}"

@@ -18,6 +18,7 @@ import numpy as np
 
 from yolov8_trt_ros.core.types import Detections, Track
 from yolov8_trt_ros.ros import conversions
+from yolov8_trt_ros.ros.serialization import FrameHeader, image_bytes
 
 
 @dataclass
@@ -25,7 +26,7 @@ class DebugFrame:
     publisher: Any  # the camera's debug_image publisher
     image: np.ndarray
     encoding: str
-    header: Any
+    header: FrameHeader
     detections: Detections
     tracks: Sequence[Track] | None
     names: Sequence[str]
@@ -85,7 +86,7 @@ class DebugImagePublisher:
                 canvas = conversions.annotate(
                     frame.image, frame.encoding, frame.detections, frame.tracks, frame.names, frame.roi
                 )
-                frame.publisher.publish(conversions.array_to_image(canvas, "bgr8", frame.header))
+                frame.publisher.publish(image_bytes(canvas, "bgr8", frame.header))
                 self._on_published()
             except Exception as exc:  # a drawing error must not end the thread
                 self._on_error(exc)

@@ -13,41 +13,63 @@ from __future__ import annotations
 
 import functools
 import time
-from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
-from vision_msgs.msg import Detection2DArray
+from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from yolov8_trt_msgs.msg import TrackedObjectArray
-from yolov8_trt_ros.core.config import ConfigError
+from yolov8_trt_ros.core.config import EngineNms
 from yolov8_trt_ros.core.frame_slots import FrameSlots
 from yolov8_trt_ros.core.inference_worker import DecodedFrame, InferenceWorker, WorkerConfig
+from yolov8_trt_ros.core.labels import resolve_class_names
 from yolov8_trt_ros.core.pipeline import FrameResult, Pipeline
-from yolov8_trt_ros.core.profiling import (
-    DeviceMonitor,
-    Profiler,
-    memory_snapshot,
-    open_device_monitor,
-    peak_resident_memory_mb,
-    resident_memory_mb,
-)
+from yolov8_trt_ros.core.profiling import Profiler, memory_snapshot, open_device_monitor
 from yolov8_trt_ros.ros import conversions, signals, spin
 from yolov8_trt_ros.ros.cameras import Camera, cameras_from
 from yolov8_trt_ros.ros.debug_image import DebugFrame, DebugImagePublisher
-from yolov8_trt_ros.ros.parameters import BY_NAME, build_configs, current_values, declare_all
+from yolov8_trt_ros.ros.diagnostics import DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, NodeDiagnostics
+from yolov8_trt_ros.ros.labels import LABEL_INFO_QOS, LABEL_INFO_TOPIC, label_info_msg
+from yolov8_trt_ros.ros.parameters import (
+    NodeOptions,
+    changed_stages,
+    check_change,
+    current_values,
+    declare_all,
+    validate_values,
+)
+from yolov8_trt_ros.ros.serialization import (
+    DetectionArrayWriter,
+    FrameHeader,
+    TrackArrayWriter,
+    velocity_scale,
+)
 
 RESULT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # Reliable so that rviz (reliable by default) and the recorder both connect; shallow so a slow
 # viewer never holds frames back.
 DEBUG_QOS = QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
 BAD_INPUT_LOG_PERIOD_S = 10.0
+
+
+@dataclass(frozen=True)
+class MessageWriters:
+    """The serialized writers of the node's result messages (class labels baked in)."""
+
+    detections: DetectionArrayWriter
+    tracks: TrackArrayWriter
+
+    @classmethod
+    def create(cls, names: Sequence[str], use_names: bool) -> MessageWriters:
+        return cls(DetectionArrayWriter(names, use_names), TrackArrayWriter(names, use_names))
 
 
 class YoloDetectorNode(LifecycleNode):
@@ -58,22 +80,25 @@ class YoloDetectorNode(LifecycleNode):
         declare_all(self)
         self.pipeline: Pipeline | None = None
         self.profiler = Profiler()
-        self.counters: Counter[str] = Counter()
-        # GPU load, power and device memory for diagnostics; sampled by the diagnostics timer only.
-        self._monitor: DeviceMonitor | None = None
-        self._monitor_errors = 0
+        self._diag = NodeDiagnostics(self.get_name(), warn=self.get_logger().warning)
+        self.counters = self._diag.counters  # thread-safe: the inference thread counts too
+        self._engine_nms: EngineNms | None = None
         self._bad_log_times: dict[str, float] = {}
         self._cameras: list[Camera] = []
         self._slots: FrameSlots | None = None
         self._worker: InferenceWorker | None = None
         self._debug: DebugImagePublisher | None = None
         self._subs: list[Any] = []
-        self._timers: list[Any] = []
-        self._diagnostics_pub: Any = None
+        # Not ``_timers``: that is rclpy's own list of the node's timers.
+        self._run_timers: list[Any] = []
+        self._label_pub: Any = None
         self._state = "unconfigured"
-        self._last_frame_time = 0.0
         self._class_names: tuple[str, ...] = ()
-        self._node_opts = self._read_node_options()
+        self._writers: MessageWriters | None = None
+        self._opts = NodeOptions.from_values(current_values(self))
+        # Diagnostics in every state, so a monitor sees "unconfigured" or "inactive", not silence.
+        self._diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, DIAGNOSTICS_QOS)
+        self._diag_timer = self.create_timer(self._opts.diagnostics_period, self._publish_diagnostics)
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         if self.get_parameter("autostart").value:
@@ -88,25 +113,35 @@ class YoloDetectorNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         values = current_values(self)
         try:
-            base = build_configs(values, class_names=None)
+            base, opts = validate_values(values, None)
             self.pipeline = Pipeline.create(base, self.profiler)
-            self._class_names = self.pipeline.class_names
-            cfg = build_configs(values, self._class_names)
+            info = self.pipeline.backend.info
+            self._class_names = resolve_class_names(
+                self.pipeline.class_names, info.num_classes, opts.labels_file
+            )
+            cfg, self._opts = validate_values(values, self._class_names)
+            engine_post = self.pipeline.engine_postprocess
+            self._engine_nms = EngineNms.from_postprocess(engine_post) if info.has_nms else None
             self.pipeline.update_filters(cfg.filters)
-            self._cameras = cameras_from(list(values["image_topics"]), bool(values["compressed_input"]))
-            self._warm_up(min(len(self._cameras), int(values["batch_size"])))
+            self._cameras = cameras_from(list(self._opts.image_topics), self._opts.compressed_input)
+            self._writers = MessageWriters.create(self._class_names, self._opts.publish_class_names)
+            self._warm_up(min(len(self._cameras), cfg.engine.batch_size))
         except Exception as exc:  # any failure leaves the node unconfigured, ready to retry
             self.get_logger().error(f"configure failed: {exc}")
+            self._diag.configure_failed(str(exc))
             self._release_pipeline()
             return TransitionCallbackReturn.FAILURE
+        self._diag.configured()
+        self._diag_timer.timer_period_ns = int(self._opts.diagnostics_period * 1e9)
         self._open_monitor()
         publisher = self.create_lifecycle_publisher
         for cam in self._cameras:
             cam.detections = publisher(Detection2DArray, cam.output("detections"), RESULT_QOS)
             cam.tracks = publisher(TrackedObjectArray, cam.output("tracks"), RESULT_QOS)
             cam.debug_image = publisher(Image, cam.output("debug_image"), DEBUG_QOS)
-        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "diagnostics", RESULT_QOS)
-        info = self.pipeline.backend.info
+        # The class map, transient-local: a consumer that starts later still gets it.
+        self._label_pub = self.create_publisher(LabelInfo, LABEL_INFO_TOPIC, LABEL_INFO_QOS)
+        self._publish_label_info()
         self.get_logger().info(
             f"configured: backend={info.name} device={info.device} precision={info.precision} "
             f"input={info.input_width}x{info.input_height} classes={info.num_classes} {info.detail}; "
@@ -122,15 +157,15 @@ class YoloDetectorNode(LifecycleNode):
         assert self.pipeline is not None
         self._slots = FrameSlots(range(len(self._cameras)))
         self._slots.open()
+        qos = self._opts.image_qos()
         for index, cam in enumerate(self._cameras):
+            # raw: the callback gets the serialized bytes, parsed on the inference thread without
+            # copying the pixels (rclpy's message conversion copies them, ~1.6 ms at 1080p).
             msg_type = CompressedImage if cam.compressed else Image
-            self._subs.append(
-                self.create_subscription(
-                    msg_type, cam.topic, functools.partial(self._on_image, index), qos_profile_sensor_data
-                )
-            )
+            callback = functools.partial(self._on_image, index)
+            self._subs.append(self.create_subscription(msg_type, cam.topic, callback, qos, raw=True))
         max_batch = min(len(self._cameras), self.pipeline.backend.info.max_batch_size, self._batch_size())
-        fill = float(self.get_parameter("batch_timeout_ms").value) / 1000.0
+        fill = self._opts.batch_timeout_ms / 1000.0
         self._debug = DebugImagePublisher(self._debug_published, self._debug_dropped, self._debug_error)
         self._worker = InferenceWorker(
             self.pipeline,
@@ -141,15 +176,14 @@ class YoloDetectorNode(LifecycleNode):
             WorkerConfig(max_batch=max_batch, fill_timeout_s=fill),
         )
         self._worker.start()
-        period = float(self.get_parameter("diagnostics_period").value)
-        self._timers.append(self.create_timer(period, self._publish_diagnostics))
-        self._timers.append(self.create_timer(1.0, self._log_timings))
-        self._last_frame_time = time.monotonic()  # "no input" counts from activation
+        self._run_timers.append(self.create_timer(1.0, self._log_timings))
+        self._diag.activated()  # "no input" counts from here
         self._state = "active"
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_processing()
+        self._diag.deactivated()
         self._state = "inactive"
         return super().on_deactivate(state)
 
@@ -205,7 +239,8 @@ class YoloDetectorNode(LifecycleNode):
             finally:
                 self.pipeline = None
         self.profiler.reset()
-        self.counters.clear()
+        self._diag.reset()
+        self._engine_nms = None
 
     def _open_monitor(self) -> None:
         """The device monitor for diagnostics: NVML, Jetson sysfs or tegrastats, if any.
@@ -217,18 +252,18 @@ class YoloDetectorNode(LifecycleNode):
         assert self.pipeline is not None
         device = self.pipeline.backend.info.device
         index = int(device.split(":", 1)[1]) if device.startswith("cuda:") else 0
-        self._monitor_errors = 0
+        self._diag.monitor_errors = 0
         try:
-            self._monitor = open_device_monitor(index)
+            monitor = self._diag.monitor = open_device_monitor(index)
         except Exception as exc:
-            self._monitor = None
+            self._diag.monitor = None
             reason = f"{type(exc).__name__}: {exc}"
             self.get_logger().warning(f"no device monitor ({reason}); diagnostics go without it")
             return
-        self.get_logger().info(f"device monitor: {self._monitor.name if self._monitor else 'none available'}")
+        self.get_logger().info(f"device monitor: {monitor.name if monitor else 'none available'}")
 
     def _close_monitor(self) -> None:
-        monitor, self._monitor = self._monitor, None
+        monitor, self._diag.monitor = self._diag.monitor, None
         if monitor is None:
             return
         try:
@@ -242,18 +277,18 @@ class YoloDetectorNode(LifecycleNode):
                 if pub is not None:
                     self.destroy_lifecycle_publisher(pub)
         self._cameras = []
-        if self._diagnostics_pub is not None:
-            self.destroy_publisher(self._diagnostics_pub)
-            self._diagnostics_pub = None
+        if self._label_pub is not None:
+            self.destroy_publisher(self._label_pub)
+            self._label_pub = None
 
     def _stop_processing(self) -> None:
         """Subscriptions and timers first (no new frames), then the threads."""
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs = []
-        for timer in self._timers:
+        for timer in self._run_timers:
             self.destroy_timer(timer)
-        self._timers = []
+        self._run_timers = []
         if self._worker is not None:
             if self._worker.stop(timeout=10.0):
                 self._worker = None
@@ -264,41 +299,45 @@ class YoloDetectorNode(LifecycleNode):
             self._debug = None
 
     # --- frames ---------------------------------------------------------------------------
-    def _on_image(self, camera: int, msg: Image | CompressedImage) -> None:
-        """The executor's only per-frame work: count and store (keep-last per camera)."""
-        self.counters["received"] += 1
-        if not self._node_opts["enable"]:
-            self.counters["paused"] += 1
+    def _on_image(self, camera: int, raw: bytes) -> None:
+        """The executor's only per-frame work: count and store the bytes (keep-last per camera)."""
+        self._diag.frame_received()
+        if not self._opts.enable:
+            self.counters.inc("paused")
             return
         slots = self._slots
-        if slots is not None and slots.put(camera, msg):
-            self.counters["dropped"] += 1
+        if slots is not None and slots.put(camera, (camera, raw)):
+            self._diag.frame_dropped()
 
-    def _decode(self, msg: Image | CompressedImage) -> tuple[np.ndarray, str]:
-        max_pixels = int(self._node_opts["max_image_pixels"])
-        if isinstance(msg, CompressedImage):
-            return conversions.compressed_to_array(msg, max_pixels)
-        return conversions.image_to_array(msg, max_pixels)
+    def _decode(self, item: tuple[int, bytes]) -> tuple[np.ndarray, str, FrameHeader]:
+        camera, raw = item
+        max_pixels = self._opts.max_image_pixels
+        if self._cameras[camera].compressed:
+            return conversions.raw_compressed_to_array(raw, max_pixels)
+        return conversions.raw_image_to_array(raw, max_pixels)
 
     def _deliver(self, frames: list[DecodedFrame], results: list[FrameResult]) -> None:
-        """Messages of one finished batch, on the inference thread; debug images handed off."""
+        """Messages of one finished batch, as serialized bytes, on the inference thread.
+
+        Debug images are handed to their own thread. Track velocities are scaled by the time
+        between this camera's processed frames (header stamps), so dropped frames do not skew them.
+        """
         pipeline = self.pipeline
-        assert pipeline is not None
-        names, use_names = self._class_names, self._node_opts["publish_class_names"]
-        debug = self._debug if self._node_opts["debug_image"] else None
+        writers = self._writers
+        assert pipeline is not None and writers is not None
+        debug = self._debug if self._opts.debug_image else None
         with self.profiler.stage("publish"):
             for frame, result in zip(frames, results, strict=True):
                 cam = self._cameras[int(frame.stream)]  # type: ignore[call-overload]
-                header = frame.item.header
-                dets = result.detections
-                cam.detections.publish(conversions.detections_to_msg(dets, header, names, use_names))
+                header: FrameHeader = frame.meta
+                cam.detections.publish(writers.detections.write(result.detections, header))
                 if result.tracks is not None:
-                    cam.tracks.publish(
-                        conversions.tracks_to_msg(
-                            result.tracks, header, names, use_names, pipeline.tracker_cfg.frame_rate
-                        )
-                    )
+                    dt = cam.interval.update(header.sec, header.nanosec)
+                    scale = velocity_scale(dt, pipeline.tracker_cfg.frame_rate)
+                    cam.tracks.publish(writers.tracks.write(result.tracks, header, scale))
                 if debug is not None and debug.wanted(cam.debug_image):
+                    roi = pipeline.filter.cfg.roi
+                    names = self._class_names
                     debug.submit(
                         DebugFrame(
                             cam.debug_image,
@@ -308,67 +347,64 @@ class YoloDetectorNode(LifecycleNode):
                             result.detections,
                             result.tracks,
                             names,
-                            pipeline.filter.cfg.roi,
+                            roi,
                         )
                     )
-        self.counters["processed"] += len(frames)
-        self._last_frame_time = time.monotonic()
+        self._diag.frame_done(len(frames))
 
     def _debug_published(self) -> None:
-        self.counters["debug_images"] += 1
+        self.counters.inc("debug_images")
 
     def _debug_dropped(self) -> None:
-        self.counters["debug_images_dropped"] += 1
+        self.counters.inc("debug_images_dropped")
 
     def _debug_error(self, exc: Exception) -> None:
         self._bad_input("debug_image_error", f"{type(exc).__name__}: {exc}")
 
     def _bad_input(self, reason: str, text: str) -> None:
         """Count every bad frame; log each kind at most once per period, with its count."""
-        self.counters[f"bad.{reason}"] += 1
+        n = self._diag.bad_frame(reason)
         now = time.monotonic()
         if now - self._bad_log_times.get(reason, -1e9) >= BAD_INPUT_LOG_PERIOD_S:
             self._bad_log_times[reason] = now
-            n = self.counters[f"bad.{reason}"]
             self.get_logger().warn(f"frame skipped ({reason}, {n} so far): {text}")
 
     # --- parameters -----------------------------------------------------------------------
-    def _read_node_options(self) -> dict[str, Any]:
-        names = ("publish_class_names", "debug_image", "log_period", "max_image_pixels", "enable")
-        return {n: self.get_parameter(n).value for n in names}
-
     def _validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        values = current_values(self)
-        for p in params:
-            spec = BY_NAME.get(p.name)
-            if spec is None:
-                continue
-            if spec.reconfigure and self._state != "unconfigured":
-                return SetParametersResult(
-                    successful=False,
-                    reason=f"{p.name} decides what configure loads: deactivate and clean up the node, "
-                    "set it, then configure again",
-                )
-            values[p.name] = p.value
-        try:
-            build_configs(values, self._class_names if self.pipeline is not None else None)
-        except (ConfigError, ValueError, TypeError) as exc:
-            return SetParametersResult(successful=False, reason=str(exc))
-        return SetParametersResult(successful=True)
+        reason = check_change(
+            current_values(self),
+            {p.name: p.value for p in params},
+            state=self._state,
+            class_names=self._class_names if self.pipeline is not None else None,
+            engine_nms=self._engine_nms,
+        )
+        return SetParametersResult(successful=reason is None, reason=reason or "")
 
     def _apply_parameters(self, params: list[Parameter]) -> None:
-        self._node_opts = self._read_node_options()
+        values = current_values(self)
+        self._opts = NodeOptions.from_values(values)
+        names = {p.name for p in params}
+        if "publish_class_names" in names:
+            self._writers = MessageWriters.create(self._class_names, self._opts.publish_class_names)
         pipeline = self.pipeline
         if pipeline is None:
             return
-        cfg = build_configs(current_values(self), self._class_names)
-        stages = {BY_NAME[p.name].stage for p in params if p.name in BY_NAME}
+        cfg, _ = validate_values(values, self._class_names)
+        stages = changed_stages(names)
+        if "preprocess" in stages:
+            pipeline.update_preprocess(cfg.preprocess)
         if "postprocess" in stages:
             pipeline.update_postprocess(cfg.postprocess)
+            self._publish_label_info()
         if "filters" in stages:
             pipeline.update_filters(cfg.filters)
         if "tracker" in stages:
             pipeline.update_tracker(cfg.tracker)
+
+    def _publish_label_info(self) -> None:
+        if self._label_pub is not None:
+            conf = float(self.get_parameter("conf_threshold").value)
+            self._label_pub.publish(label_info_msg(self._class_names, conf))
 
     # --- diagnostics ----------------------------------------------------------------------
     def diagnostics_values(self) -> dict[str, str]:
@@ -377,62 +413,9 @@ class YoloDetectorNode(LifecycleNode):
         Samples the device monitor once per call (NVML queries or sysfs reads: 0.04 ms with
         NVML on an H100), so it belongs to the diagnostics timer, never to the image path.
         """
-        values: dict[str, str] = {
-            "state": self._state,
-            "fps": f"{self.profiler.fps():.2f}",
-            "rss_mb": f"{resident_memory_mb():.1f}",
-            "rss_peak_mb": f"{peak_resident_memory_mb():.1f}",
-        }
-        values.update({f"frames.{k}": str(v) for k, v in sorted(self.counters.items())})
-        for stage, st in self.profiler.stats().items():
-            values[f"latency_ms.{stage}.p50"] = f"{st.p50_ms:.3f}"
-            values[f"latency_ms.{stage}.p99"] = f"{st.p99_ms:.3f}"
-        if self.pipeline is not None:
-            info = self.pipeline.backend.info
-            values.update(
-                {
-                    "engine.backend": info.name,
-                    "engine.device": info.device,
-                    "engine.precision": info.precision,
-                    "engine.input": f"{info.input_width}x{info.input_height}",
-                    "engine.detail": info.detail,
-                }
-            )
-            gpu_mb = getattr(self.pipeline.backend, "device_memory_mb", None)
-            if callable(gpu_mb):
-                values["gpu_memory_mb"] = f"{gpu_mb():.1f}"
-        values.update(self._device_values())
-        return values
-
-    def _device_values(self) -> dict[str, str]:
-        """``gpu.*`` keys from one monitor sample; a failing monitor adds its error instead.
-
-        ``gpu.memory_used_mb`` is the whole device's (discrete GPU) or the whole system's
-        (Jetson, unified memory); ``gpu.process_memory_mb`` this process's, where NVML sees it.
-        """
-        monitor = self._monitor
-        if monitor is None:
-            return {}
-        values = {"gpu.monitor": monitor.name}
-        try:
-            sample = monitor.sample()
-        except Exception as exc:  # NVML errors, a tegrastats that died: diagnostics go on
-            self._monitor_errors += 1
-            if self._monitor_errors == 1:
-                self.get_logger().warning(f"{monitor.name} monitor failed: {type(exc).__name__}: {exc}")
-            values["gpu.monitor_error"] = f"{type(exc).__name__}: {exc}"[:200]
-            values["gpu.monitor_errors"] = str(self._monitor_errors)
-            return values
-        for key, value in (
-            ("gpu.util_percent", sample.gpu_util_percent),
-            ("gpu.power_w", sample.power_w),
-            ("gpu.memory_used_mb", sample.memory_used_mb),
-            ("gpu.process_memory_mb", sample.process_memory_mb),
-        ):
-            if value is not None:
-                values[key] = f"{value:.1f}"
-        values.update({f"gpu.rail_w.{name}": f"{w:.2f}" for name, w in sample.rails_w.items()})
-        return values
+        pipeline = self.pipeline  # cleanup may run between two reads
+        backend = pipeline.backend if pipeline is not None else None
+        return self._diag.values(self._state, self.profiler, backend, self._opts.enable)
 
     def timings_markdown(self) -> str:
         """The run's figures as Markdown: engine, frame counts, per-stage table, memory, layers.
@@ -451,7 +434,7 @@ class YoloDetectorNode(LifecycleNode):
             )
         lines += [f"- frames.{k}: {v}" for k, v in sorted(self.counters.items())]
         try:
-            memory = memory_snapshot(self._monitor)
+            memory = memory_snapshot(self._diag.monitor)
         except Exception:  # the monitor's part failed: host memory alone
             memory = memory_snapshot(None)
         lines += ["", self.profiler.markdown(memory=memory)]
@@ -462,24 +445,12 @@ class YoloDetectorNode(LifecycleNode):
 
     def _publish_diagnostics(self) -> None:
         values = self.diagnostics_values()
-        stale = self._state == "active" and time.monotonic() - self._last_frame_time > 5.0
-        bad = sum(v for k, v in self.counters.items() if k.startswith("bad."))
-        level = DiagnosticStatus.WARN if stale or bad else DiagnosticStatus.OK
-        message = "no input for 5 s" if stale else (f"{bad} bad frames" if bad else "ok")
-        status = DiagnosticStatus(
-            level=level,
-            name=f"{self.get_name()}: pipeline",
-            message=message,
-            hardware_id=values.get("engine.device", ""),
-        )
-        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
-        msg = DiagnosticArray(status=[status])
-        msg.header.stamp = self.get_clock().now().to_msg()
-        if self._diagnostics_pub is not None:
-            self._diagnostics_pub.publish(msg)
+        stamp = self.get_clock().now().to_msg()
+        hardware_id = values.get("engine.device", "")
+        self._diag_pub.publish(self._diag.message(self._state, values, stamp, hardware_id, self._opts.enable))
 
     def _log_timings(self) -> None:
-        period = float(self._node_opts["log_period"] or 0.0)
+        period = self._opts.log_period
         now = time.monotonic()
         if period <= 0 or now - getattr(self, "_last_log", 0.0) < period:
             return

@@ -433,15 +433,16 @@ PARAMS: tuple[ParamSpec, ...] = (
     _spec(
         "node",
         "compressed_input",
-        "also subscribe to image/compressed (sensor_msgs/CompressedImage)",
+        "subscribe to <topic>/compressed (sensor_msgs/CompressedImage) instead of the raw topic",
         reconfigure=True,
     ),
     _spec(
         "node",
         "image_topics",
-        "image topics of a multi-camera batch (one frame of each per inference); empty: 'image'",
+        "camera image topics batched into one inference, each with its own tracker and "
+        "<camera>/detections, <camera>/tracks outputs (empty: the one topic 'image')",
         array_type=Parameter.Type.STRING_ARRAY,
-        reactivate=True,
+        reconfigure=True,
     ),
     _spec(
         "node",
@@ -460,8 +461,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     _spec(
         "node",
         "batch_timeout_ms",
-        "multi-camera: longest wait for the other cameras' frames before a partial batch",
+        "multi-camera: longest wait for the other live cameras' frames before a partial batch",
         float_range=(0.0, 1000.0),
+        reactivate=True,
     ),
     _spec(
         "node",
@@ -469,24 +471,6 @@ PARAMS: tuple[ParamSpec, ...] = (
         "class names, one per line or YAML (list, id: name, or 'names:'); overrides the model's",
         reconfigure=True,
     ),
-    _spec(
-        "node",
-        "image_topics",
-        "camera image topics batched into one inference, each with its own tracker and "
-        "<camera>/detections, <camera>/tracks outputs (empty: the one topic `image`)",
-        default=[],
-        array_type=Parameter.Type.STRING_ARRAY,
-        reconfigure=True,
-    ),
-    _spec(
-        "node",
-        "batch_timeout_ms",
-        "longest wait for the other live cameras once one camera's frame is there",
-        default=5.0,
-        float_range=(0.0, 1000.0),
-        reconfigure=True,
-    ),
-    _spec("node", "enable", "run inference (false: stay active, drop frames, publish nothing)", default=True),
     _spec(
         "node",
         "diagnostics_period",
