@@ -108,6 +108,9 @@ def _detector(context: LaunchContext) -> list[Action]:
     activate_when_configured = RegisterEventHandler(
         OnStateTransition(
             target_lifecycle_node=detector,
+            # Only after configuring: on every arrival at inactive, a `ros2 lifecycle set
+            # deactivate` would be undone at once.
+            start_state="configuring",
             goal_state="inactive",
             entities=[
                 EmitEvent(
