@@ -36,13 +36,17 @@ CAMERA_RATE = 5.0
 def ros2(*args: str, timeout: float = 60.0, tries: int = 3) -> str:
     """``ros2 ARGS`` without the daemon (no process outlives the test); its stdout and stderr.
 
-    Without the daemon a command discovers the graph itself in its short spin time and may,
-    on a loaded machine, not see the node yet: such an answer is retried.
+    Without the daemon a command discovers the graph itself in its spin time (1 s here, 0.5 s by
+    default) and may, on a loaded machine, not see the node yet: such an answer is retried.
     """
     out = ""
     for _ in range(tries):
         proc = subprocess.run(
-            ["ros2", *args, "--no-daemon"], capture_output=True, text=True, timeout=timeout, cwd=REPO
+            ["ros2", *args, "--no-daemon", "--spin-time", "1.0"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=REPO,
         )
         out = proc.stdout + proc.stderr
         if "not found" not in out.lower() and "waiting for service" not in out.lower():
@@ -104,7 +108,8 @@ def test_ros2_topic_hz_reads_the_detection_rate(launched: GraphClient) -> None:
         Detection2DArray, "/detections", lambda _m: stamps.append(time.monotonic()), 10
     )
     hz = subprocess.Popen(
-        ["ros2", "topic", "hz", "/detections", "--window", "10"],
+        # A window longer than the run: hz averages everything it received, as the probe does.
+        ["ros2", "topic", "hz", "/detections", "--window", "1000"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
