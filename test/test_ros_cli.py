@@ -4,7 +4,7 @@ Every command is the real CLI in its own process, as typed in a shell (nothing i
 the tools). Needs them installed (a ROS distro, or scripts/setup.sh --dev beside
 ../shared/ros-src); elsewhere these tests skip with the reason. One bring-up serves the module:
 x86.launch.py with ``backend:=onnxruntime`` and ``params_file:=`` a copy of config/x86.yaml
-pointed at the test model, fed by the camera source at 5 Hz.
+pointed at the test model (and compressed input on), fed by the camera source at 5 Hz.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ def ros2(*args: str, timeout: float = 60.0, tries: int = 3) -> str:
 def launched(tmp_path_factory: pytest.TempPathFactory, detector_model: Path) -> Iterator[GraphClient]:
     tmp = tmp_path_factory.mktemp("ros_cli")
     cfg = yaml.safe_load((REPO / "config" / "x86.yaml").read_text())
-    cfg["/**/yolov8_trt_node"]["ros__parameters"]["model_path"] = str(detector_model)
+    node_params = cfg["/**/yolov8_trt_node"]["ros__parameters"]
+    node_params.update(model_path=str(detector_model), compressed_input=True)
     params = tmp / "params.yaml"
     params.write_text(yaml.safe_dump(cfg))
     log = open(tmp / "launch.log", "w")  # noqa: SIM115 - closed below
@@ -98,6 +99,14 @@ def launched(tmp_path_factory: pytest.TempPathFactory, detector_model: Path) -> 
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         log.close()
+
+
+def test_launch_remaps_image_and_its_compressed_topic(launched: GraphClient) -> None:
+    # A remapping rule matches a whole name: without its own rule image/compressed would stay
+    # /image/compressed whatever image_topic:= says.
+    subscribed = dict(launched.node.get_subscriber_names_and_types_by_node("yolov8_trt_node", "/"))
+    assert subscribed.get("/camera/image_raw") == ["sensor_msgs/msg/Image"], subscribed
+    assert subscribed.get("/camera/image_raw/compressed") == ["sensor_msgs/msg/CompressedImage"], subscribed
 
 
 def test_ros2_topic_hz_reads_the_detection_rate(launched: GraphClient) -> None:

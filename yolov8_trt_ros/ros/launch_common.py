@@ -96,7 +96,12 @@ def _detector(context: LaunchContext) -> list[Action]:
         name="yolov8_trt_node",
         namespace=LaunchConfiguration("namespace"),
         parameters=parameters,
-        remappings=[("image", LaunchConfiguration("image_topic"))],
+        # Remapping rules match whole names: image/compressed needs its own, or a node with
+        # compressed_input listens on <namespace>/image/compressed whatever image_topic says.
+        remappings=[
+            ("image", LaunchConfiguration("image_topic")),
+            ("image/compressed", [LaunchConfiguration("image_topic"), "/compressed"]),
+        ],
         output="screen",
     )
     configure = EmitEvent(
