@@ -10,6 +10,9 @@
 #  * no ROS: make .venv with ROS 2 Kilted from the PyPI ros-* wheels, build the vision_msgs
 #    stand-in (the wheels lack vision_msgs) and yolov8_trt_msgs with colcon, install the
 #    package editable into the venv, with the development tools.
+# Without a distro, where ../shared/ros-src exists (this project's development and CI machines;
+# YOLOV8_TRT_ROS_SRC names another folder), also the ROS 2 tools the wheels lack: ros2 launch,
+# ros2 topic/lifecycle/param, launch_pytest (their tests skip elsewhere).
 # Then prepare the model (scripts/prepare_model.sh).
 #
 # Usage: scripts/setup.sh [--weights PATH.pt] [--dev]   (default: the project's trained test model)
