@@ -10,8 +10,10 @@ elif [[ -x "$_Y8_ROOT/.venv-ros/bin/python" && -n "${ROS_DISTRO:-}" ]]; then
   # shellcheck disable=SC1091
   source "$_Y8_ROOT/.venv-ros/bin/activate"
 fi
-if [[ -d "$_Y8_ROOT/.ws/install" ]]; then
-  _Y8_INSTALL="$_Y8_ROOT/.ws/install"
+# .ws/install: the interface packages; .ws/ros-tools/install: composition_interfaces and this
+# package's ament index entry (ros2 launch), where scripts/setup.sh built the ROS tools from source.
+for _Y8_INSTALL in "$_Y8_ROOT/.ws/ros-tools/install" "$_Y8_ROOT/.ws/install"; do
+  [[ -d "$_Y8_INSTALL" ]] || continue
   # colcon's setup hooks need the ROS shell helpers, which the wheels lack: set the three
   # variables the generated interface packages need by hand.
   export AMENT_PREFIX_PATH="$_Y8_INSTALL${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
@@ -19,7 +21,7 @@ if [[ -d "$_Y8_ROOT/.ws/install" ]]; then
     [[ -d "$_d" ]] && export PYTHONPATH="$_d${PYTHONPATH:+:$PYTHONPATH}"
   done
   export LD_LIBRARY_PATH="$_Y8_INSTALL/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-fi
+done
 export PYTHONPATH="$_Y8_ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
 # Keep DDS discovery on this host unless the user asks otherwise (robots override this).

@@ -10,6 +10,9 @@
 #  * no ROS: make .venv with ROS 2 Kilted from the PyPI ros-* wheels, build the vision_msgs
 #    stand-in (the wheels lack vision_msgs) and yolov8_trt_msgs with colcon, install the
 #    package editable into the venv, with the development tools.
+# Without a distro, where ../shared/ros-src exists (this project's development and CI machines;
+# YOLOV8_TRT_ROS_SRC names another folder), also the ROS 2 tools the wheels lack: ros2 launch,
+# ros2 topic/lifecycle/param, launch_pytest (their tests skip elsewhere).
 # Then prepare the model (scripts/prepare_model.sh).
 #
 # Usage: scripts/setup.sh [--weights PATH.pt] [--dev]   (default: the project's trained test model)
@@ -116,6 +119,71 @@ else
   (cd "$WS" && colcon --log-base "$WS/log" build --base-paths "$ROOT" --packages-select yolov8_trt_ros \
       --build-base "$WS/build" --install-base "$WS/install" --merge-install --symlink-install) \
     >> "$WS/colcon.log" 2>&1 || { tail -50 "$WS/colcon.log"; exit 1; }
+fi
+
+# --- ROS 2 command-line tools (ros2 launch/topic/lifecycle/param, launch_pytest) --------
+# The PyPI wheels lack them; a sourced distro has them. Where ../shared/ros-src holds their
+# sources (this project's development and CI machines), install them into the venv and make
+# an ament prefix with composition_interfaces (launch_ros imports it) and this package's
+# index entry (ros2 launch finds launch files and executables through it), which scripts/env.sh adds.
+ROS_SRC="${YOLOV8_TRT_ROS_SRC:-$ROOT/../shared/ros-src}"
+TOOLS="$WS/ros-tools"
+if [[ $MODE == system ]]; then
+  log "ROS 2 tools (ros2 launch, launch_pytest): from the sourced distro"
+elif [[ ! -d "$ROS_SRC" ]]; then
+  log "no $ROS_SRC: ros2 launch/topic/lifecycle/param and launch_pytest not installed; their tests skip"
+else
+  TOOL_PKGS=(launch launch_xml launch_yaml launch_testing launch_pytest launch_ros launch_testing_ros
+    ros2launch rosidl_runtime_py ros2cli ros2topic ros2node ros2param ros2lifecycle ros2service
+    ros2pkg ros2interface)
+  # Sources (not stale build output in them), this checkout (the index links point here), the venv.
+  TOOLS_HASH="$(cd "$ROS_SRC" && find "${TOOL_PKGS[@]}" composition_interfaces -type f \
+    -not -path '*/build/*' -not -path '*.egg-info/*' | sort | xargs sha256sum | sha256sum | cut -c1-16)"
+  TOOLS_HASH="$TOOLS_HASH-$( (echo "$ROOT $VENV"; ls launch config) | sha256sum | cut -c1-16)"
+  if [[ "$(cat "$TOOLS/.stamp" 2>/dev/null)" == "$TOOLS_HASH" && -x "$VENV/bin/ros2" ]]; then
+    log "ROS 2 tools up to date"
+  else
+    log "installing the ROS 2 tools of $ROS_SRC"
+    # The source folder may be read-only (CI) and building writes build/ and *.egg-info into
+    # it: build from a copy.
+    TMP_SRC="$(mktemp -d)"
+    trap 'rm -rf "$TMP_SRC"' EXIT
+    for p in "${TOOL_PKGS[@]}" composition_interfaces; do
+      cp -r "$ROS_SRC/$p" "$TMP_SRC/$p"
+      chmod -R u+w "$TMP_SRC/$p"
+      rm -rf "$TMP_SRC/$p/build" "$TMP_SRC/$p"/*.egg-info
+    done
+    "$PY" -m pip install --no-deps --no-build-isolation "${TOOL_PKGS[@]/#/$TMP_SRC/}" \
+      > "$WS/ros-tools-pip.log" 2>&1 \
+      || { tail -30 "$WS/ros-tools-pip.log"; log "pip install of the ROS 2 tools failed"; exit 1; }
+    rm -rf "$TOOLS"
+    mkdir -p "$TOOLS"
+    (cd "$TOOLS" && colcon --log-base "$TOOLS/log" build --base-paths "$TMP_SRC/composition_interfaces" \
+        --build-base "$TOOLS/build" --install-base "$TOOLS/install" --merge-install \
+        --event-handlers console_direct- \
+        --cmake-args -DPython3_EXECUTABLE="$(command -v "$PY")" -DBUILD_TESTING=OFF) \
+      > "$TOOLS/colcon.log" 2>&1 \
+      || { tail -50 "$TOOLS/colcon.log"; log "colcon build failed (log: $TOOLS/colcon.log)"; exit 1; }
+    # yolov8_trt_ros in the ament index, as its colcon install would be (setup.py data_files),
+    # but linked to this checkout so that edits to launch/ and config/ need no rebuild (new files
+    # there change the stamp); its executables are the console scripts of the editable install
+    # above. (A colcon build of the package would write build output into the checkout.)
+    SHARE="$TOOLS/install/share"
+    mkdir -p "$SHARE/ament_index/resource_index/packages" "$SHARE/yolov8_trt_ros" \
+      "$TOOLS/install/lib/yolov8_trt_ros"
+    touch "$SHARE/ament_index/resource_index/packages/yolov8_trt_ros"
+    ln -sfn "$ROOT/package.xml" "$SHARE/yolov8_trt_ros/package.xml"
+    # One link per file (ros2 launch searches the share folder without following folder links).
+    mkdir -p "$SHARE/yolov8_trt_ros/launch" "$SHARE/yolov8_trt_ros/config"
+    ln -sf "$ROOT"/launch/*.launch.py "$SHARE/yolov8_trt_ros/launch/"
+    ln -sf "$ROOT"/config/*.yaml "$ROOT"/config/*.rviz "$SHARE/yolov8_trt_ros/config/"
+    for exe in yolov8_trt_node camera_source bringup; do
+      ln -sfn "$VENV/bin/$exe" "$TOOLS/install/lib/yolov8_trt_ros/$exe"
+    done
+    rm -rf "$TMP_SRC"
+    trap - EXIT
+    echo "$TOOLS_HASH" > "$TOOLS/.stamp"
+  fi
 fi
 
 # --- model -----------------------------------------------------------------------------

@@ -16,8 +16,8 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 def test_bringup_runs_the_demo_config_to_the_end(tmp_path, detector_model):
     cfg = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
-    cfg["camera_source"]["ros__parameters"].update(synthetic_frames=12, rate=4.0)
-    cfg["yolov8_trt_node"]["ros__parameters"]["model_path"] = str(detector_model)
+    cfg["/**/camera_source"]["ros__parameters"].update(synthetic_frames=12, rate=4.0)
+    cfg["/**/yolov8_trt_node"]["ros__parameters"]["model_path"] = str(detector_model)
     params = tmp_path / "demo.yaml"
     params.write_text(yaml.safe_dump(cfg))
     video = tmp_path / "demo.mp4"

@@ -5,7 +5,7 @@
 activated, recorder of the annotated stream (optional) — under one single-threaded executor
 (``ros/spin.py`` says why),
 and prints per-stage timings and FPS. The YAML is a standard ROS 2 parameters file
-(``<node_name>: {ros__parameters: {...}}``), passed to rclpy as ``--params-file``.
+(``/**/<node_name>: {ros__parameters: {...}}``), passed to rclpy as ``--params-file``.
 
     python -m yolov8_trt_ros.ros.bringup --params config/demo.yaml --record out/demo.mp4
     python -m yolov8_trt_ros.ros.bringup --params config/orin.yaml --no-camera \
@@ -62,8 +62,27 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 
 def _node_sections(path: Path) -> dict[str, dict]:
+    """The file's sections by node name, as rcl matches them to this process's root-namespace nodes.
+
+    ``yolov8_trt_node``, ``/yolov8_trt_node`` and ``/**/yolov8_trt_node`` (the form the config
+    files use, so that a node started in a namespace still finds its section) all name
+    ``yolov8_trt_node``; a section for every node (``/**``, ``/*``) is merged under each named one.
+    """
     data = yaml.safe_load(path.read_text()) or {}
-    return {k.lstrip("/"): v for k, v in data.items() if isinstance(v, dict)}
+    named: dict[str, dict] = {}
+    every: dict = {}
+    for key, section in data.items():
+        if not isinstance(section, dict):
+            continue
+        name = str(key).rstrip("/").rsplit("/", 1)[-1]
+        if name in ("*", "**"):
+            every.update(section.get("ros__parameters") or {})
+        elif str(key).strip("/").count("/") == 0 or str(key).startswith("/**/"):
+            named[name] = section
+    return {
+        name: {**section, "ros__parameters": {**every, **(section.get("ros__parameters") or {})}}
+        for name, section in named.items()
+    }
 
 
 def _attach_layer_profiler(detector: YoloDetectorNode) -> None:
