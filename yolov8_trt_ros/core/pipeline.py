@@ -85,7 +85,7 @@ class _Lanes:
     def __init__(self, backend: Backend) -> None:
         self._streams: list[Any] = []
         self._next = 0
-        if backend.info.name == "cuda":
+        if backend.info.name == "cuda" and not backend.info.has_nms:  # raw torch head only
             import torch
 
             device = torch.device(backend.info.device)
@@ -194,6 +194,9 @@ class Pipeline:
         with prof.stage("preprocess"):
             tensor, letterboxes = self.preprocessor(images, encodings)
         with prof.stage("inference"), _on(lane):
+            update = getattr(self.backend, "update_postprocess", None)  # GPU NMS: device thresholds
+            if update is not None:
+                update(self.postprocess_cfg)
             output = self.backend.infer(tensor)
         return _InFlight(output, letterboxes, lane)
 
@@ -209,6 +212,7 @@ class Pipeline:
             track = self.tracker_cfg.enabled
         output = job.output
         with prof.stage("postprocess"), _on(job.lane):
+            output.wait()  # asynchronous backends: the results are on the host from here
             if output.raw is not None and not isinstance(output.raw, np.ndarray):
                 from yolov8_trt_ros.core.postprocess import postprocess_torch
 

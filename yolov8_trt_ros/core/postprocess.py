@@ -159,6 +159,7 @@ def postprocess(
     output: EngineOutput, letterboxes: Sequence[Letterbox], cfg: PostprocessConfig
 ) -> list[Detections]:
     """Detections per image, in source pixels, from either form of :class:`EngineOutput`."""
+    output.wait()  # an asynchronous backend's arrays are valid from here
     if output.has_nms:
         return _from_engine_nms(output, letterboxes, cfg)
     if output.raw is None:

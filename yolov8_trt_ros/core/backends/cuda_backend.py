@@ -9,10 +9,25 @@ captures one CUDA graph per batch size on first use: the input is copied into a 
 buffer and the graph replayed, which removes the per-layer launch overhead that dominates a
 model this small.
 
-``infer`` returns ``EngineOutput(raw=...)`` where ``raw`` is a **torch CUDA tensor** (float32,
-``[B, 4 + C, A]``), not a NumPy array: ``core/postprocess.py``'s ``postprocess_torch``
-decodes it on the GPU without a device-to-host copy of the whole head. It is a fresh tensor
-per call (the graph's static output is cloned), ready to use on the caller's current stream.
+``infer`` has two forms, chosen by ``EngineConfig.end2end_nms``:
+
+* ``True`` (the default): the detection end runs on the GPU too (``core/postprocess_gpu.py``:
+  decode, stable sort, bit-matrix NMS, all without host synchronisation) and is captured in
+  the same CUDA graph as the network, so one replay yields EfficientNMS-style fixed-size
+  outputs. One small device-to-host copy per batch brings them into pinned host memory
+  (``host_outputs.py``) and ``infer`` returns at once: the ``EngineOutput``'s ``wait()``
+  blocks on the copy's event when the results are read. ``nms_*`` are then in network-input
+  pixels, like TensorRT's, and ``postprocess`` maps them back. The thresholds are device
+  scalars: :meth:`CudaBackend.update_postprocess` (the pipeline calls it at every launch,
+  cheap when nothing changed) applies new ones without re-capturing.
+* ``False``: ``raw`` is the decoded head as a **torch CUDA tensor** (float32,
+  ``[B, 4 + C, A]``), a fresh tensor per call (the graph's static output is cloned), ready on
+  the caller's current stream; ``postprocess_torch`` decodes it. Kept for the raw-head tests
+  (against ONNX Runtime) and for callers that want the head itself.
+
+The input copy into the graph's static input is one launch before the replay rather than a
+node of the graph: a captured copy would bind the graph to one source address, and the
+callers (the preprocessor, the benchmarks, tests) pass different buffers.
 
 Why not convert the ONNX to PyTorch (onnx2torch): the ``.pt`` is the source of truth the ONNX
 was exported from, ultralytics already knows how to fuse it, and it avoids another
@@ -29,7 +44,7 @@ import numpy as np
 
 from yolov8_trt_ros.core.backends.base import BackendError, BackendInfo
 from yolov8_trt_ros.core.backends.model_info import parse_imgsz, parse_names, read_model_info
-from yolov8_trt_ros.core.config import EngineConfig
+from yolov8_trt_ros.core.config import EngineConfig, PostprocessConfig
 from yolov8_trt_ros.core.types import EngineOutput
 
 LOG = logging.getLogger(__name__)
@@ -60,7 +75,7 @@ def _disable_tf32(torch: Any) -> None:
 class CudaBackend:
     """:class:`~yolov8_trt_ros.core.backends.base.Backend` on PyTorch CUDA with CUDA graphs."""
 
-    def __init__(self, cfg: EngineConfig) -> None:
+    def __init__(self, cfg: EngineConfig, post: PostprocessConfig | None = None) -> None:
         import torch
 
         from yolov8_trt_ros.core.export import load_torch_model, prepare_for_export
@@ -101,7 +116,13 @@ class CudaBackend:
         self.stream: int = int(self._torch_stream.cuda_stream)
         self._use_graph = cfg.cuda_graph
         self._graphs: dict[int, tuple[Any, Any, Any]] = {}  # batch -> (graph, static in, static out)
+        self._pool = torch.cuda.graph_pool_handle() if cfg.cuda_graph else None  # shared by the graphs
         self._closed = False
+        self._nms: Any = None
+        self._host: Any = None
+        self._post_cfg: PostprocessConfig | None = None
+        if cfg.end2end_nms:
+            self._init_nms(post or PostprocessConfig(), len(names), size, cfg.max_batch_size)
         self.class_names: list[str] = list(names)
         self.info = BackendInfo(
             name="cuda",
@@ -111,10 +132,11 @@ class CudaBackend:
             input_height=size[0],
             max_batch_size=cfg.max_batch_size,
             num_classes=len(names),
-            has_nms=False,
+            has_nms=self._nms is not None,
             input_fp16=self.half,
             detail=f"torch {torch.__version__}, {torch.cuda.get_device_name(self.device)}, {weights.name}, "
-            f"CUDA graphs {'on' if cfg.cuda_graph else 'off'}",
+            f"CUDA graphs {'on' if cfg.cuda_graph else 'off'}, "
+            f"NMS {'on the GPU' if self._nms is not None else 'off (raw head)'}",
             class_names=names,
         )
 
@@ -144,6 +166,45 @@ class CudaBackend:
             raise BackendError(f"input dtype {tensor.dtype} must be floating point in [0, 1]")
         return tensor
 
+    def _init_nms(
+        self, post: PostprocessConfig, num_classes: int, size: tuple[int, int], max_batch: int
+    ) -> None:
+        """The GPU detection end and its pinned output slots, sized from one forward pass."""
+        import torch
+
+        from yolov8_trt_ros.core.backends.host_outputs import HostOutputs
+        from yolov8_trt_ros.core.postprocess_gpu import GpuNms
+
+        with torch.cuda.stream(self._torch_stream), torch.inference_mode():
+            probe = self._model(torch.zeros((1, 3, *size), dtype=self._dtype, device=self.device))
+        anchors = int(probe.shape[-1])
+        self._nms = GpuNms(
+            post.replace(num_classes=num_classes), num_classes, anchors, max_batch, self.device
+        )
+        self._post_cfg = post
+        row_bytes = int(self._nms.out.shape[1]) * 4
+        self._host = HostOutputs({"packed": max_batch * row_bytes})
+        self._torch_stream.synchronize()
+
+    def update_postprocess(self, cfg: PostprocessConfig) -> None:
+        """New run-time thresholds for the GPU NMS, in stream order: later batches use them.
+
+        Cheap when ``cfg`` is the object of the last call (the pipeline passes its current one
+        at every launch). A no-op on the raw-head form.
+        """
+        import torch
+
+        if self._nms is None or cfg is self._post_cfg:
+            return
+        self._post_cfg = cfg
+        with torch.cuda.stream(self._torch_stream):
+            self._nms.configure(cfg)
+
+    def _forward(self, x: Any) -> Any:
+        """The network, then (end-to-end form) the GPU detection end: what a graph captures."""
+        head = self._model(x)
+        return head if self._nms is None else self._nms.enqueue(head)
+
     def _graph_for(self, batch: int) -> tuple[Any, Any, Any]:
         """Capture (once per batch size) the forward pass on static buffers."""
         import torch
@@ -156,16 +217,16 @@ class CudaBackend:
             )
             with torch.cuda.stream(self._torch_stream), torch.inference_mode():
                 for _ in range(2):  # warm-up: cuDNN picks its kernels outside the capture
-                    self._model(static_in)
+                    self._forward(static_in)
                 graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph, stream=self._torch_stream):
-                    static_out = self._model(static_in)
+                with torch.cuda.graph(graph, pool=self._pool, stream=self._torch_stream):
+                    static_out = self._forward(static_in)
             self._graphs[batch] = (graph, static_in, static_out)
             LOG.info("captured a CUDA graph for batch %d", batch)
         return self._graphs[batch]
 
     def infer(self, images: Any) -> EngineOutput:
-        """Raw head ``[B, 4 + C, A]`` as a float32 torch CUDA tensor (see the module docstring)."""
+        """Enqueue a batch; NMS results (pending until ``wait()``) or the raw head (see module doc)."""
         import torch
 
         if self._closed:
@@ -173,20 +234,43 @@ class CudaBackend:
         tensor = self._as_tensor(images)
         batch = int(tensor.shape[0])
         caller = torch.cuda.current_stream(self.device)
-        self._torch_stream.wait_stream(caller)  # inputs written on the caller's stream
+        if isinstance(images, torch.Tensor) and images.is_cuda:
+            self._torch_stream.wait_stream(caller)  # inputs written on the caller's stream
+            images.record_stream(self._torch_stream)  # and not reused before we have read them
         with torch.cuda.stream(self._torch_stream), torch.inference_mode():
             if self._use_graph:
                 graph, static_in, static_out = self._graph_for(batch)
                 static_in.copy_(tensor, non_blocking=True)
                 graph.replay()
-                # A copy: the static output is overwritten by the next replay.
-                out = static_out.to(torch.float32, copy=True)
+                out = static_out
             else:
-                x = tensor.to(self.device, self._dtype, non_blocking=True)
-                out = self._model(x).float()
+                out = self._forward(tensor.to(self.device, self._dtype, non_blocking=True))
+            if self._nms is not None:
+                return self._publish(out, batch)
+            # A copy: the static output is overwritten by the next replay.
+            out = out.to(torch.float32, copy=True)
         caller.wait_stream(self._torch_stream)
         out.record_stream(caller)
         return EngineOutput(raw=out)
+
+    def _publish(self, packed: Any, batch: int) -> EngineOutput:
+        """One device-to-host copy of the packed NMS rows into a pinned slot, then its event."""
+        from yolov8_trt_ros.core.postprocess_gpu import unpack
+
+        host, nms = self._host, self._nms
+        slot = host.acquire()
+        nbytes = batch * int(packed.shape[1]) * 4
+        host.copy_from_device(slot, "packed", int(packed.data_ptr()), nbytes, self.stream)
+        rows = slot.view("packed", np.dtype(np.float32), (batch, int(packed.shape[1])))
+        count, boxes, scores, classes = unpack(rows, nms.max_detections)
+        output = EngineOutput(nms_count=count, nms_boxes=boxes, nms_scores=scores, nms_classes=classes)
+
+        def detach(out: EngineOutput) -> None:
+            out.nms_count, out.nms_boxes, out.nms_scores, out.nms_classes = unpack(
+                rows.copy(), nms.max_detections
+            )
+
+        return host.publish(slot, self.stream, output, detach)
 
     def close(self) -> None:
         import torch
@@ -196,5 +280,11 @@ class CudaBackend:
         self._closed = True
         self._torch_stream.synchronize()
         self._graphs.clear()
+        if self._host is not None:
+            self._host.close()
+            self._host = None
+        if self._nms is not None:
+            self._nms.close()
+            self._nms = None
         del self._model
         torch.cuda.empty_cache()
