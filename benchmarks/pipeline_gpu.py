@@ -624,7 +624,7 @@ def main() -> int:
     ap.add_argument("--backend", default="cuda", choices=["cuda", "onnxruntime"])
     ap.add_argument("--precisions", nargs="+", default=["fp16"], help="at every batch size and input size")
     ap.add_argument(
-        "--batch1-precisions", nargs="+", default=["fp32"], help="at batch 1, first input size only"
+        "--batch1-precisions", nargs="*", default=["fp32"], help="at batch 1, first input size only"
     )
     ap.add_argument("--sizes", nargs="+", type=int, default=[640, 416])
     ap.add_argument("--batches", nargs="+", type=int, default=[1, 4, 8])

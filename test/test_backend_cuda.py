@@ -227,3 +227,36 @@ def test_end_to_end_detections_match_ultralytics_on_onnxruntime(model_and_images
     assert total > 0
     assert matched >= 0.98 * total, f"{matched}/{total} detections matched"
     cuda.close()
+
+
+@pytest.mark.gpu
+def test_fast_path_for_the_preprocessor_output_equals_the_general_path() -> None:
+    """The preprocessor's buffer on the engine stream skips torch on the host: same detections."""
+    from yolov8_trt_ros.core.backends.cuda_backend import CudaBackend
+    from yolov8_trt_ros.core.config import PreprocessConfig
+    from yolov8_trt_ros.core.preprocess_cuda import CudaPreprocessor
+    from yolov8_trt_ros.core.sources import iter_frames
+
+    post = PostprocessConfig(conf_threshold=0.05)
+    backend = CudaBackend(EngineConfig(model_path=str(TEST_MODEL), precision="fp16", max_batch_size=4), post)
+    info = backend.info
+    pre = CudaPreprocessor(
+        PreprocessConfig(input_width=info.input_width, input_height=info.input_height, fp16=True),
+        stream=backend.stream,
+    )
+    post = post.replace(num_classes=info.num_classes)
+    try:
+        frames = list(iter_frames("synthetic:0", synthetic_frames=3))
+        tensor, lbs = pre(frames, ["bgr8"] * 3)
+        general = postprocess(backend.infer(torch.as_tensor(tensor, device="cuda").clone()), lbs, post)
+        fast_out = backend._fast_infer(tensor)  # the graph for batch 3 exists now
+        assert fast_out is not None
+        fast = postprocess(fast_out, lbs, post)
+        assert sum(len(d) for d in general) > 0
+        for g, f in zip(general, fast, strict=True):
+            np.testing.assert_array_equal(f.boxes, g.boxes)
+            np.testing.assert_array_equal(f.scores, g.scores)
+            np.testing.assert_array_equal(f.class_ids, g.class_ids)
+    finally:
+        pre.close()
+        backend.close()
