@@ -205,6 +205,34 @@ def test_in_engine_nms_form_is_mapped_and_rethresholded():
     np.testing.assert_array_equal(dets[0].class_ids, classes[0, sel])
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_in_engine_nms_batch_path_equals_the_per_image_rule(seed):
+    """Sorted rows (as both in-engine NMS return them) and, in some images, unsorted ones; odd counts."""
+    rng = np.random.default_rng(50 + seed)
+    batch, k = int(rng.integers(1, 9)), int(rng.choice([1, 7, 300]))
+    lbs = [
+        Letterbox.fit(int(rng.integers(1, 2500)), int(rng.integers(1, 2500)), 640, 640) for _ in range(batch)
+    ]
+    boxes = rng.uniform(-30, 670, (batch, k, 4)).astype(np.float32)
+    scores = (rng.integers(0, 9, (batch, k)) / 8.0).astype(np.float32)  # equal scores occur
+    scores = -np.sort(-scores, axis=1)
+    shuffled = rng.random(batch) < 0.3
+    scores[shuffled] = rng.permuted(scores[shuffled], axis=1)
+    classes = rng.integers(0, 80, (batch, k)).astype(np.int32)
+    counts = rng.integers(-2, k + 3, batch).astype(np.int32)  # past the slots or negative: clamped
+    cfg = PostprocessConfig(
+        conf_threshold=float(rng.choice([0.0, 0.25, 0.5])), max_detections=int(rng.integers(1, 50))
+    )
+    dets = postprocess(EngineOutput(None, counts, boxes, scores, classes), lbs, cfg)
+    for b, lb in enumerate(lbs):
+        n = min(max(int(counts[b]), 0), k)
+        sel = [i for i in range(n) if scores[b, i] >= cfg.conf_threshold]
+        sel = sorted(sel, key=lambda i: -scores[b, i])[: cfg.max_detections]  # stable
+        np.testing.assert_array_equal(dets[b].boxes, lb.to_source(boxes[b, sel]))
+        np.testing.assert_array_equal(dets[b].scores, scores[b, sel])
+        np.testing.assert_array_equal(dets[b].class_ids, classes[b, sel])
+
+
 @pytest.mark.parametrize(("w", "h"), [(1280, 720), (810, 1080), (333, 333)])
 def test_box_maps_back_through_the_letterbox(w, h):
     """Draw a rectangle, find it in the network input, put it in a head, get the rectangle back."""

@@ -137,22 +137,49 @@ def _from_engine_nms(
     The engine's NMS was built with the configured thresholds, but ``conf_threshold`` and
     ``max_detections`` are live parameters: applying them here lets a raised threshold or a
     lower cap act at once. (A lower threshold, another IoU or class-agnostic mode needs the
-    engine rebuilt.)
+    engine rebuilt; the CUDA backend takes those as device scalars instead.)
+
+    Whole-batch array operations (this runs per frame on the host, in the GPU pipeline's
+    critical path): each image's rows are its first ``count`` slots passing the threshold,
+    best first, cut to ``max_detections``. Both in-engine NMS implementations return rows
+    sorted by score; an image whose rows are not is re-sorted (stable) on its own.
     """
     assert output.nms_boxes is not None and output.nms_scores is not None and output.nms_classes is not None
     counts = np.asarray(output.nms_count).reshape(-1)
     if len(counts) != len(letterboxes):
         raise ValueError(f"in-engine NMS output has batch {len(counts)} but {len(letterboxes)} letterboxes")
+    boxes = np.asarray(output.nms_boxes, dtype=np.float32)
+    scores = np.asarray(output.nms_scores, dtype=np.float32)
+    classes = np.asarray(output.nms_classes).astype(np.int32, copy=False)
+    slots = scores.shape[1]
+    within = np.arange(slots)[None, :] < counts[:, None]
+    unsorted = np.any(within[:, 1:] & (scores[:, 1:] > scores[:, :-1]), axis=1)
+    keep = within & (scores >= cfg.conf_threshold)
+    keep &= np.cumsum(keep, axis=1) <= cfg.max_detections
+    mapped = _to_source_batch(boxes, letterboxes)
     results: list[Detections] = []
-    for b, lb in enumerate(letterboxes):
-        n = int(min(max(counts[b], 0), output.nms_scores.shape[1]))
-        boxes = np.asarray(output.nms_boxes[b, :n], dtype=np.float32)
-        scores = np.asarray(output.nms_scores[b, :n], dtype=np.float32)
-        classes = np.asarray(output.nms_classes[b, :n]).astype(np.int32)
-        sel = np.flatnonzero(scores >= cfg.conf_threshold)
-        sel = sel[np.argsort(-scores[sel], kind="stable")][: cfg.max_detections]
-        results.append(Detections(lb.to_source(boxes[sel]), scores[sel], classes[sel]))
+    for b in range(len(letterboxes)):
+        if unsorted[b]:  # not best first: the rule's order (stable by descending score)
+            n = int(min(max(counts[b], 0), slots))
+            sel = np.flatnonzero(scores[b, :n] >= cfg.conf_threshold)
+            sel = sel[np.argsort(-scores[b, sel], kind="stable")][: cfg.max_detections]
+        else:
+            sel = np.flatnonzero(keep[b])
+        results.append(Detections(mapped[b, sel], scores[b, sel], classes[b, sel]))
     return results
+
+
+def _to_source_batch(boxes: np.ndarray, letterboxes: Sequence[Letterbox]) -> np.ndarray:
+    """:meth:`Letterbox.to_source` for ``[B, K, 4]`` boxes at once, with the same float32 steps."""
+    params = np.array([(lb.pad_x, lb.pad_y, lb.scale, lb.src_w, lb.src_h) for lb in letterboxes], np.float64)
+    pad_x, pad_y, scale, src_w, src_h = (params[:, k].astype(np.float32)[:, None, None] for k in range(5))
+    out = np.empty(boxes.shape, np.float32)
+    xs, ys = out[..., 0::2], out[..., 1::2]
+    np.divide(boxes[..., 0::2] - pad_x, scale, out=xs)
+    np.divide(boxes[..., 1::2] - pad_y, scale, out=ys)
+    np.clip(xs, np.float32(0.0), src_w, out=xs)
+    np.clip(ys, np.float32(0.0), src_h, out=ys)
+    return out
 
 
 def postprocess(
