@@ -110,7 +110,10 @@ class HostOutputs:
         return output
 
     def close(self) -> None:
-        """Free the slots (the caller has synchronised its stream)."""
+        """Free the slots (the caller has synchronised its stream); outputs alive keep copies."""
         for slot in self._slots:
+            owner = slot.owner() if slot.owner is not None else None
+            if owner is not None:
+                owner.wait()
             slot.free()
         self._slots.clear()
