@@ -227,7 +227,12 @@ class CudaBackend:
             if raw_exec is not None and self._nms is not None:
                 from cuda.bindings import runtime as cudart
 
-                self._launchers[batch] = cudart.cudaGraphExec_t(int(raw_exec()))
+                try:
+                    self._launchers[batch] = cudart.cudaGraphExec_t(int(raw_exec()))
+                except Exception as exc:  # an older torch or cuda-python: replay() it is
+                    LOG.info(
+                        "no direct graph launch (%s: %s); using CUDAGraph.replay", type(exc).__name__, exc
+                    )
             LOG.info("captured a CUDA graph for batch %d", batch)
         return self._graphs[batch]
 
