@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import sys
 import time
 from collections.abc import Callable
@@ -88,8 +89,8 @@ def main() -> int:
                 ref = nms_per_kept_box(boxes, cls, 0.45, 300)
                 got = nms_numpy(boxes, cls, 0.45, 300)
                 assert np.array_equal(ref, got), (kind, n)
-                old = median_ms(lambda b=boxes, c=cls: nms_per_kept_box(b, c, 0.45, 300), args.repeat)
-                new = median_ms(lambda b=boxes, c=cls: nms_numpy(b, c, 0.45, 300), args.repeat)
+                old = median_ms(functools.partial(nms_per_kept_box, boxes, cls, 0.45, 300), args.repeat)
+                new = median_ms(functools.partial(nms_numpy, boxes, cls, 0.45, 300), args.repeat)
                 mode = "per class" if cls is not None else "agnostic"
                 rows.append(
                     f"| {kind} | {n} | {mode} | {len(ref)} | {old:.2f} | {new:.2f} | {old / new:.1f}x |"

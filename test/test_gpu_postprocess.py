@@ -136,38 +136,44 @@ def test_gpu_nms_matches_numpy_on_random_heads(seed):
     assert sum(len(r) for r in ref) > 0
 
 
-def test_gpu_nms_in_a_cuda_graph_takes_new_thresholds_without_recapture():
-    """One capture; then new heads and new conf / IoU / agnostic / top-k / max_det values."""
+def test_gpu_nms_in_cuda_graphs_takes_new_thresholds_without_recapture():
+    """Two graphs (batch 3 and 1) on one GpuNms, replayed in turn with new heads and new
+    conf / IoU / agnostic / top-k / max_det values, float16 and float32 heads."""
     import torch
 
     from yolov8_trt_ros.core.postprocess_gpu import GpuNms, unpack
 
     rng = np.random.default_rng(7)
-    batch, classes, anchors = 3, 10, 2100
-    first = PostprocessConfig(num_classes=classes, max_detections=100, pre_nms_top_k=2000)
-    nms = GpuNms(first, classes, anchors, max_batch=batch, device=torch.device("cuda"))
+    classes, anchors = 10, 8400
+    first = PostprocessConfig(num_classes=classes, max_detections=100, pre_nms_top_k=8000)
+    nms = GpuNms(first, classes, anchors, max_batch=3, device=torch.device("cuda"))
     stream = torch.cuda.Stream()
-    static_head = torch.zeros((batch, 4 + classes, anchors), device="cuda")
+    graphs = {}
     try:
-        with torch.cuda.stream(stream):
-            nms.enqueue(static_head)  # warm-up (allocations) outside the capture
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, stream=stream):
-                static_out = nms.enqueue(static_head)
+        for batch, dtype in ((3, torch.float16), (1, torch.float32)):
+            static_head = torch.zeros((batch, 4 + classes, anchors), dtype=dtype, device="cuda")
+            with torch.cuda.stream(stream):
+                nms.enqueue(static_head)  # warm-up outside the capture
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph, stream=stream):
+                    static_out = nms.enqueue(static_head)
+            graphs[batch] = (graph, static_head, static_out)
         checked = 0
-        for k in range(8):
-            grid = k % 2 == 0
-            raw = _random_raw(rng, batch, classes, anchors, grid)
+        for k in range(10):
+            batch = (3, 1)[k % 2]
+            graph, static_head, static_out = graphs[batch]
+            raw = _random_raw(rng, batch, classes, anchors, grid=True)  # exact in float16
+            raw[:, 4:] *= rng.random((batch, 1, anchors)) < 0.1
             cfg = first.replace(
                 conf_threshold=float(rng.choice([0.125, 0.25, 0.5])),
                 iou_threshold=float(rng.choice([0.3, 0.45, 0.7])),
                 class_agnostic=bool(k % 3 == 0),
                 max_detections=int(rng.choice([5, 50, 100])),
-                pre_nms_top_k=int(rng.choice([100, 2000])),
+                pre_nms_top_k=int(rng.choice([100, 8000])),
             )
             lbs = _letterboxes(rng, batch)
             with torch.cuda.stream(stream):
-                static_head.copy_(torch.from_numpy(raw).cuda())
+                static_head.copy_(torch.from_numpy(raw).to("cuda", static_head.dtype))
                 nms.configure(cfg)
                 graph.replay()
                 rows = static_out.cpu().numpy()

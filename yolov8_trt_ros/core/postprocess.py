@@ -176,24 +176,27 @@ def _from_engine_nms(
     counts = np.asarray(output.nms_count).reshape(-1)
     if len(counts) != len(letterboxes):
         raise ValueError(f"in-engine NMS output has batch {len(counts)} but {len(letterboxes)} letterboxes")
-    boxes = np.asarray(output.nms_boxes, dtype=np.float32)
-    scores = np.asarray(output.nms_scores, dtype=np.float32)
-    classes = np.asarray(output.nms_classes).astype(np.int32, copy=False)
-    slots = scores.shape[1]
-    within = np.arange(slots)[None, :] < counts[:, None]
+    slots = output.nms_scores.shape[1]
+    top = min(max(int(counts.max(initial=0)), 0), slots)  # the padding after it is never read
+    boxes = np.asarray(output.nms_boxes[:, :top], dtype=np.float32)
+    scores = np.asarray(output.nms_scores[:, :top], dtype=np.float32)
+    classes = np.asarray(output.nms_classes[:, :top]).astype(np.int32, copy=False)
+    within = np.arange(top) < counts[:, None]
     unsorted = np.any(within[:, 1:] & (scores[:, 1:] > scores[:, :-1]), axis=1)
     keep = within & (scores >= cfg.conf_threshold)
-    keep &= np.cumsum(keep, axis=1) <= cfg.max_detections
-    mapped = _to_source_batch(boxes, letterboxes)
+    if top > cfg.max_detections:
+        keep &= np.cumsum(keep, axis=1) <= cfg.max_detections
+    batched = len(letterboxes) > 2  # one mapping for the batch beats a few per image from here
+    mapped = _to_source_batch(boxes, letterboxes) if batched else boxes
     results: list[Detections] = []
-    for b in range(len(letterboxes)):
-        if unsorted[b]:  # not best first: the rule's order (stable by descending score)
-            n = int(min(max(counts[b], 0), slots))
+    for b, lb in enumerate(letterboxes):
+        sel: np.ndarray = keep[b]
+        if bool(unsorted[b]):  # not best first: the rule's order (stable by descending score)
+            n = min(max(int(counts[b]), 0), top)
             sel = np.flatnonzero(scores[b, :n] >= cfg.conf_threshold)
             sel = sel[np.argsort(-scores[b, sel], kind="stable")][: cfg.max_detections]
-        else:
-            sel = np.flatnonzero(keep[b])
-        results.append(Detections(mapped[b, sel], scores[b, sel], classes[b, sel]))
+        picked = mapped[b, sel] if batched else lb.to_source(boxes[b, sel])
+        results.append(Detections(picked, scores[b, sel], classes[b, sel]))
     return results
 
 

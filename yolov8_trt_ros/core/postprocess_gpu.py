@@ -1,31 +1,36 @@
 """Decode + greedy NMS of the YOLOv8 head on the GPU, graph-capturable, to fixed-size outputs.
 
-:class:`GpuNms` enqueues, on the current torch stream and without any host synchronisation,
-the kernels of ``kernels/nms.cu`` (compiled with NVRTC through cuda-python, as
-``preprocess_cuda.py`` compiles ``letterbox.cu``) around one stable ``torch.sort``:
+:class:`GpuNms` enqueues, on the current torch stream and without any host synchronisation
+or allocation, one memset and the four kernels of ``kernels/nms.cu`` (compiled with NVRTC
+through cuda-python, as ``preprocess_cuda.py`` compiles ``letterbox.cu``):
 
-1. ``nms_candidates``: best class score and class per anchor; non-candidates get key -inf;
-2. ``torch.sort(stable=True, descending=True)`` per image: candidates first, best first, equal
-   scores in anchor order (the NumPy path's stable sort);
-3. ``nms_gather``: the first ``K`` sorted candidates as xyxy boxes, scores, classes, and the
-   count ``n = min(#candidates, K, pre_nms_top_k)``;
-4. ``nms_mask``: the pairwise suppression bit matrix of the first ``n`` (IoU in float64);
-5. ``nms_scan``: one block per image walks it greedily and writes the EfficientNMS contract
+1. ``nms_candidates``: best class score and class per anchor; anchors with ``score >= conf``
+   are appended to the image's candidate list;
+2. ``nms_rank``: each candidate's rank in the rule's order (score descending, equal scores in
+   anchor order: the NumPy path's stable sort) by counting, and the first ``K`` written in
+   that order as xyxy boxes, scores, classes, with ``n = min(#candidates, K, pre_nms_top_k)``;
+3. ``nms_mask``: the pairwise suppression bit matrix of the first ``n`` (IoU in float64);
+4. ``nms_scan``: one block per image walks it greedily and writes the EfficientNMS contract
    (count, boxes ``[M, 4]``, scores ``[M]``, classes ``[M]``, zero-padded) into one packed
    float32 row per image, so that one device-to-host copy fetches the whole batch.
 
-So the rule is :mod:`yolov8_trt_ros.core.postprocess`'s exactly (the tests compare every bit
-with the NumPy path). Sizes are fixed when the object is made: ``K = min(pre_nms_top_k,
-anchors, MAX_CANDIDATES)`` candidates enter NMS, ``M = max_detections`` come out. The
-run-time parameters live in a 5-float device array read by the kernels (:meth:`configure`
-writes it on the stream, in order with the launches), so a captured graph never needs
-re-capturing for a new ``conf_threshold``, ``iou_threshold``, ``class_agnostic``, a lower
-``pre_nms_top_k`` or ``max_detections``; raising the last two above ``K`` / ``M`` is capped
-there (logged once), as TensorRT's engine caps them at build time.
+The head is read as it comes out of the network (float16 or float32). So the rule is
+:mod:`yolov8_trt_ros.core.postprocess`'s exactly (the tests compare every bit with the NumPy
+path). Sizes are fixed when the object is made: ``K = min(pre_nms_top_k, anchors,
+MAX_CANDIDATES)`` candidates enter NMS, ``M = max_detections`` come out. The run-time
+parameters live in a 5-float device array read by the kernels (:meth:`configure` writes it on
+the stream, in order with the launches), so a captured graph never needs re-capturing for a
+new ``conf_threshold``, ``iou_threshold``, ``class_agnostic``, a lower ``pre_nms_top_k`` or
+``max_detections``; raising the last two above ``K`` / ``M`` is capped there (logged once),
+as TensorRT's engine caps them at build time.
 
 Why hand-written kernels: torchvision's NMS returns a variable-length index list computed on
 the host (a synchronisation, not capturable); ``batched_nms`` needs the coordinate-offset
 trick, which rounds boxes. The bit matrix + one-block scan is the usual graph-friendly form.
+No ``torch.sort`` either: with it, a backend test that replayed one batch size's graph after
+capturing others got wrong detections (its large-segment path, the only op allocating
+temporaries inside the capture, is the suspect; the cause was not pinned down), and counting
+ranks needs nothing but the preallocated buffers.
 """
 
 from __future__ import annotations
@@ -93,13 +98,15 @@ class GpuNms:
         self._module = _check(cu.cuModuleLoadData(image), "cuModuleLoadData(nms)")
         self._fn = {
             name: _check(cu.cuModuleGetFunction(self._module, name.encode()), f"cuModuleGetFunction({name})")
-            for name in ("nms_candidates", "nms_gather", "nms_mask", "nms_scan")
+            for name in ("nms_candidates", "nms_rank", "nms_mask", "nms_scan")
         }
         K, M, B, A = self.capacity, self.max_detections, max_batch, anchors
         f32, i32 = torch.float32, torch.int32
         self.params = torch.from_numpy(_params(cfg)).to(device)
-        self._key = torch.empty((B, A), dtype=f32, device=device)
+        self._score = torch.empty((B, A), dtype=f32, device=device)
         self._cls = torch.empty((B, A), dtype=i32, device=device)
+        self._list = torch.empty((B, A), dtype=i32, device=device)
+        self._list_len = torch.zeros((B,), dtype=i32, device=device)
         self._cand_box = torch.empty((B, K, 4), dtype=f32, device=device)
         self._cand_score = torch.empty((B, K), dtype=f32, device=device)
         self._cand_cls = torch.empty((B, K), dtype=i32, device=device)
@@ -126,6 +133,7 @@ class GpuNms:
         self.params.copy_(torch.from_numpy(values))  # pageable: staged before this returns
 
     def _launch(self, name: str, grid: tuple[int, int, int], block: int, shared: int, *args: Any) -> None:
+        """``cuLaunchKernel`` on the current torch stream; ``args`` are ``(value, numpy dtype)``."""
         import torch
 
         cells = [np.array([value], dtype) for value, dtype in args]
@@ -142,41 +150,51 @@ class GpuNms:
         """Decode + NMS of ``head`` ``[B, >= 4 + C, anchors]`` on the current stream; returns ``out[:B]``."""
         import torch
 
-        batch, rows, anchors = (int(s) for s in head.shape)
+        batch, rows, anchors = (int(d) for d in head.shape)
         if anchors != self.anchors or rows < 4 + self.num_classes or not 1 <= batch <= self.max_batch:
             raise ValueError(
                 f"head {tuple(head.shape)} does not fit GpuNms({self.num_classes}, {self.anchors})"
             )
-        self._check(self._cu.cuCtxSetCurrent(self._ctx), "cuCtxSetCurrent")  # a new thread may call
-        head = head.float().contiguous()
+        if head.dtype not in (torch.float16, torch.float32):
+            head = head.float()
+        head = head.contiguous()  # the network's output already is: no copy
+        cu = self._cu
+        self._check(cu.cuCtxSetCurrent(self._ctx), "cuCtxSetCurrent")  # a new thread may call
+        stream = torch.cuda.current_stream().cuda_stream
         K, M, W = self.capacity, self.max_detections, self.nwords
         ptr, i32 = np.uint64, np.int32
-        key, cls = self._key[:batch], self._cls[:batch]
+        is_half = (int(head.dtype == torch.float16), i32)
+        self._check(cu.cuMemsetD32Async(self._list_len.data_ptr(), 0, batch, stream), "cuMemsetD32Async")
+        blocks = (-(-anchors // 256), batch, 1)
         self._launch(
             "nms_candidates",
-            (-(-anchors // 256), batch, 1),
+            blocks,
             256,
             0,
             (head.data_ptr(), ptr),
+            is_half,
             (rows, i32),
             (self.num_classes, i32),
             (anchors, i32),
             (self.params.data_ptr(), ptr),
-            (key.data_ptr(), ptr),
-            (cls.data_ptr(), ptr),
+            (self._score.data_ptr(), ptr),
+            (self._cls.data_ptr(), ptr),
+            (self._list.data_ptr(), ptr),
+            (self._list_len.data_ptr(), ptr),
         )
-        sorted_key, order = torch.sort(key, dim=1, descending=True, stable=True)
         self._launch(
-            "nms_gather",
-            (-(-K // 256), batch, 1),
+            "nms_rank",
+            blocks,
             256,
             0,
             (head.data_ptr(), ptr),
+            is_half,
             (rows, i32),
             (anchors, i32),
-            (sorted_key.data_ptr(), ptr),
-            (order.data_ptr(), ptr),
-            (cls.data_ptr(), ptr),
+            (self._score.data_ptr(), ptr),
+            (self._cls.data_ptr(), ptr),
+            (self._list.data_ptr(), ptr),
+            (self._list_len.data_ptr(), ptr),
             (self.params.data_ptr(), ptr),
             (K, i32),
             (self._cand_box.data_ptr(), ptr),
@@ -213,8 +231,6 @@ class GpuNms:
             (M, i32),
             (self.out.data_ptr(), ptr),
         )
-        # ``head``, ``sorted_key`` and ``order`` are freed on return: safe, since any reuse of
-        # their memory is enqueued later on this same stream (or captured after these nodes).
         return self.out[:batch]
 
     def close(self) -> None:

@@ -36,6 +36,7 @@ dependency. The cost is needing ultralytics on the GPU machine.
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,13 @@ def _disable_tf32(torch: Any) -> None:
         backends.cudnn.allow_tf32 = False
         backends.cuda.matmul.allow_tf32 = False
     LOG.info("CUDA backend fp32: TF32 disabled for cuDNN convolutions and matmuls (process-wide)")
+
+
+def _detach(rows: np.ndarray, max_detections: int, out: EngineOutput) -> None:
+    """``EngineOutput.wait()``'s last step: own copies of the slot's rows replace the views."""
+    from yolov8_trt_ros.core.postprocess_gpu import unpack
+
+    out.nms_count, out.nms_boxes, out.nms_scores, out.nms_classes = unpack(rows.copy(), max_detections)
 
 
 class CudaBackend:
@@ -117,6 +125,7 @@ class CudaBackend:
         self._use_graph = cfg.cuda_graph
         self._graphs: dict[int, tuple[Any, Any, Any]] = {}  # batch -> (graph, static in, static out)
         self._launchers: dict[int, Any] = {}  # batch -> cudaGraphExec_t, for the fast path
+        self._views: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}  # (slot, batch) -> pinned views
         self._input_typestr = np.dtype(np.float16 if self.half else np.float32).str
         self._closed = False
         self._nms: Any = None
@@ -304,22 +313,20 @@ class CudaBackend:
 
     def _publish(self, packed: Any, batch: int) -> EngineOutput:
         """One device-to-host copy of the packed NMS rows into a pinned slot, then its event."""
-        from yolov8_trt_ros.core.postprocess_gpu import unpack
-
         host, nms = self._host, self._nms
         slot = host.acquire()
-        nbytes = batch * int(packed.shape[1]) * 4
-        host.copy_from_device(slot, "packed", int(packed.data_ptr()), nbytes, self.stream)
-        rows = slot.view("packed", np.dtype(np.float32), (batch, int(packed.shape[1])))
-        count, boxes, scores, classes = unpack(rows, nms.max_detections)
+        row = int(packed.shape[1])
+        host.copy_from_device(slot, "packed", int(packed.data_ptr()), batch * row * 4, self.stream)
+        key = (id(slot), batch)
+        views = self._views.get(key)
+        if views is None:  # the slot's views for this batch size, made once
+            from yolov8_trt_ros.core.postprocess_gpu import unpack
+
+            rows = slot.view("packed", np.dtype(np.float32), (batch, row))
+            views = self._views[key] = (rows, *unpack(rows, nms.max_detections))
+        rows, count, boxes, scores, classes = views
         output = EngineOutput(nms_count=count, nms_boxes=boxes, nms_scores=scores, nms_classes=classes)
-
-        def detach(out: EngineOutput) -> None:
-            out.nms_count, out.nms_boxes, out.nms_scores, out.nms_classes = unpack(
-                rows.copy(), nms.max_detections
-            )
-
-        return host.publish(slot, self.stream, output, detach)
+        return host.publish(slot, self.stream, output, functools.partial(_detach, rows, nms.max_detections))
 
     def close(self) -> None:
         import torch
@@ -330,6 +337,7 @@ class CudaBackend:
         self._torch_stream.synchronize()
         self._graphs.clear()
         self._launchers.clear()
+        self._views.clear()
         if self._host is not None:
             self._host.close()
             self._host = None

@@ -1,11 +1,11 @@
-// Decode and greedy NMS of the YOLOv8 head on the GPU, with no host synchronisation, so that
-// the whole detection end can be captured in one CUDA graph with the network.
+// Decode and greedy NMS of the YOLOv8 head on the GPU, with no host synchronisation and no
+// allocation, so that the whole detection end is captured in one CUDA graph with the network.
 //
 // The rule is core/postprocess.py's (its module docstring and PostprocessConfig):
 //   * score = max over classes (first maximum: the lower class id on equal scores);
 //     candidate when score >= conf (float32 compare);
-//   * candidates sorted by score, equal scores in anchor order (a stable torch.sort between
-//     nms_candidates and nms_gather), cut to top_k;
+//   * candidates ordered by score, equal scores in anchor order (what the NumPy path's stable
+//     sort gives), cut to top_k;
 //   * greedy NMS: a candidate is suppressed when its IoU with a kept, better candidate of the
 //     same class (any class when agnostic) is > iou (IoU in double from the float32 boxes,
 //     iou the float32 threshold widened to double, as the NumPy path computes it);
@@ -13,10 +13,14 @@
 // Run-time thresholds are read from a small device array (params), so changing them needs no
 // new graph: params = {conf, iou, agnostic (0/1), top_k, max_det}, all float32.
 //
-// nms_mask computes, for each pair i < j of the first n candidates, whether i suppresses j, as
-// a bit matrix [K, ceil(K/64)] of 64-bit words (torchvision's CUDA NMS layout); nms_scan
-// walks it with one block per image, 64 candidates at a time: thread 0 resolves a word
-// sequentially from the diagonal words, then all threads OR the kept rows into the later words.
+// nms_candidates compacts each image's candidates into a list (atomic, any order); nms_rank
+// gives each its rank in the rule's order by counting the candidates before it (n^2
+// comparisons: a few hundred candidates is the usual case, 8400 at conf ~0 still ~0.1 ms)
+// and writes it at that rank, cut to K. nms_mask computes, for each pair i < j of the first
+// n, whether i suppresses j, as a bit matrix [K, ceil(K/64)] of 64-bit words (torchvision's
+// CUDA NMS layout); nms_scan walks it with one block per image, 64 candidates at a time:
+// thread 0 resolves a word sequentially from the diagonal words, then all threads OR the kept
+// rows into the later words. The head is float32 or float16 (is_half), read as such.
 // Compile with --fmad=false: IoU's a + b - w * h must not become an FMA, or results would
 // differ from the NumPy reference in the last bit.
 
@@ -24,58 +28,90 @@
 
 enum Param { P_CONF = 0, P_IOU = 1, P_AGNOSTIC = 2, P_TOP_K = 3, P_MAX_DET = 4 };
 
-// One thread per (image, anchor): best class score and its class; key = score, or -inf when
-// the anchor is no candidate (so a descending sort puts candidates first).
-extern "C" __global__ void nms_candidates(const float* __restrict__ head, int rows, int num_classes,
-                                          int anchors, const float* __restrict__ params,
-                                          float* __restrict__ key, int* __restrict__ cls) {
+// Element idx of the head as float (float16 converted exactly, as torch's .float() does).
+__device__ __forceinline__ float head_at(const void* head, size_t idx, int is_half) {
+    if (is_half) {
+        const unsigned short h = ((const unsigned short*)head)[idx];
+        float f;
+        asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+        return f;
+    }
+    return ((const float*)head)[idx];
+}
+
+// One thread per (image, anchor): best class score and its class; candidates are appended to
+// the image's list (list_len must be zero before the launch).
+extern "C" __global__ void nms_candidates(const void* __restrict__ head, int is_half, int rows,
+                                          int num_classes, int anchors, const float* __restrict__ params,
+                                          float* __restrict__ score, int* __restrict__ cls,
+                                          int* __restrict__ list, int* __restrict__ list_len) {
     const int a = blockIdx.x * blockDim.x + threadIdx.x;
     const int b = blockIdx.y;
     if (a >= anchors) return;
-    const float* scores = head + ((size_t)b * rows + 4) * anchors + a;
-    float best = scores[0];
+    const size_t base = ((size_t)b * rows + 4) * anchors + a;
+    float best = head_at(head, base, is_half);
     int best_c = 0;
     for (int c = 1; c < num_classes; ++c) {
-        const float s = scores[(size_t)c * anchors];
+        const float s = head_at(head, base + (size_t)c * anchors, is_half);
         if (s > best) {  // strict: the first maximum wins, as NumPy's argmax
             best = s;
             best_c = c;
         }
     }
     const size_t o = (size_t)b * anchors + a;
-    key[o] = best >= params[P_CONF] ? best : NEG_INF;
+    score[o] = best;
     cls[o] = best_c;
+    if (best >= params[P_CONF]) list[(size_t)b * anchors + atomicAdd(&list_len[b], 1)] = a;
 }
 
-// One thread per (image, rank k < K) over the sorted keys: the candidate's xyxy box, score and
-// class, and the image's candidate count n = min(#candidates, K, top_k).
-extern "C" __global__ void nms_gather(const float* __restrict__ head, int rows, int anchors,
-                                      const float* __restrict__ sorted_key,
-                                      const long long* __restrict__ order, const int* __restrict__ cls,
-                                      const float* __restrict__ params, int K,
-                                      float* __restrict__ cand_box, float* __restrict__ cand_score,
-                                      int* __restrict__ cand_cls, int* __restrict__ count) {
-    const int k = blockIdx.x * blockDim.x + threadIdx.x;
+// One thread per listed candidate: its rank among the image's candidates (higher score first,
+// then lower anchor), and, if below K, its xyxy box, score and class written at that rank.
+// Block 0 also writes the image's count n = min(#candidates, K, top_k).
+extern "C" __global__ void nms_rank(const void* __restrict__ head, int is_half, int rows, int anchors,
+                                    const float* __restrict__ score, const int* __restrict__ cls,
+                                    const int* __restrict__ list, const int* __restrict__ list_len,
+                                    const float* __restrict__ params, int K, float* __restrict__ cand_box,
+                                    float* __restrict__ cand_score, int* __restrict__ cand_cls,
+                                    int* __restrict__ count) {
+    __shared__ float s_score[256];
+    __shared__ int s_anchor[256];
     const int b = blockIdx.y;
-    if (k >= K) return;
-    const float* keys = sorted_key + (size_t)b * anchors;
-    const bool valid = keys[k] != NEG_INF;
-    const bool next_valid = k + 1 < K && keys[k + 1] != NEG_INF;
-    const int top_k = (int)params[P_TOP_K];
-    if (k == 0 && !valid) count[b] = 0;
-    if (valid && !next_valid) count[b] = min(k + 1, top_k);
-    if (!valid) return;
-    const int a = (int)order[(size_t)b * anchors + k];
-    const float* h = head + (size_t)b * rows * anchors + a;
-    const float cx = h[0], cy = h[anchors], w = h[2 * (size_t)anchors], hh = h[3 * (size_t)anchors];
+    const int n = list_len[b];
+    if (blockIdx.x == 0 && threadIdx.x == 0) count[b] = min(min(n, K), (int)params[P_TOP_K]);
+    if ((int)(blockIdx.x * blockDim.x) >= n) return;  // uniform over the block
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    const float* scores = score + (size_t)b * anchors;
+    const int* mine = list + (size_t)b * anchors;
+    const int a = i < n ? mine[i] : 0;
+    const float s = i < n ? scores[a] : 0.0f;
+    int rank = 0;
+    for (int t0 = 0; t0 < n; t0 += 256) {
+        __syncthreads();
+        if (t0 + (int)threadIdx.x < n) {
+            const int other = mine[t0 + threadIdx.x];
+            s_anchor[threadIdx.x] = other;
+            s_score[threadIdx.x] = scores[other];
+        }
+        __syncthreads();
+        const int tn = min(256, n - t0);
+        for (int t = 0; t < tn; ++t) {
+            const float so = s_score[t];
+            rank += (so > s) || (so == s && s_anchor[t] < a);
+        }
+    }
+    if (i >= n || rank >= K) return;
+    const size_t h = (size_t)b * rows * anchors + a;
+    const float cx = head_at(head, h, is_half), cy = head_at(head, h + anchors, is_half);
+    const float w = head_at(head, h + 2 * (size_t)anchors, is_half);
+    const float hh = head_at(head, h + 3 * (size_t)anchors, is_half);
     const float hw = w / 2.0f, hh2 = hh / 2.0f;  // exact halving, as the NumPy path's w / 2
-    float* box = cand_box + ((size_t)b * K + k) * 4;
+    float* box = cand_box + ((size_t)b * K + rank) * 4;
     box[0] = cx - hw;
     box[1] = cy - hh2;
     box[2] = cx + hw;
     box[3] = cy + hh2;
-    cand_score[(size_t)b * K + k] = keys[k];
-    cand_cls[(size_t)b * K + k] = cls[(size_t)b * anchors + a];
+    cand_score[(size_t)b * K + rank] = s;
+    cand_cls[(size_t)b * K + rank] = cls[(size_t)b * anchors + a];
 }
 
 // Blocks of 64 threads stride over the upper-triangle 64 x 64 tiles of the first n
