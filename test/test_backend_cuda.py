@@ -260,3 +260,25 @@ def test_fast_path_for_the_preprocessor_output_equals_the_general_path() -> None
     finally:
         pre.close()
         backend.close()
+
+
+@pytest.mark.gpu
+def test_a_batch_sizes_graph_survives_the_capture_of_another(model_and_images) -> None:
+    """Regression: ultralytics' Detect replaces its cached anchors when the batch size changes;
+    the batch-4 graph, replayed after the batch-2 graph was captured, read freed memory."""
+    onnx_path, images = model_and_images
+    cuda, _ = _backends(onnx_path, "fp16")
+    x = torch.from_numpy(images[:4]).cuda().half()
+    first = cuda.infer(x).raw.clone()
+    cuda.infer(x[:2])  # captures batch 2: Detect recomputes its anchors
+    anchors = first.shape[-1]
+    junk = [  # take the freed anchor/stride blocks (their sizes) and fill them with nonsense
+        torch.full((n,), 1e4, dtype=dtype, device="cuda")
+        for n in (2 * anchors, anchors)
+        for dtype in (torch.float16, torch.float32)
+        for _ in range(8)
+    ]
+    again = cuda.infer(x).raw
+    del junk
+    torch.testing.assert_close(again, first, rtol=0, atol=0)
+    cuda.close()

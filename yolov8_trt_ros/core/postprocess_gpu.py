@@ -27,10 +27,8 @@ as TensorRT's engine caps them at build time.
 Why hand-written kernels: torchvision's NMS returns a variable-length index list computed on
 the host (a synchronisation, not capturable); ``batched_nms`` needs the coordinate-offset
 trick, which rounds boxes. The bit matrix + one-block scan is the usual graph-friendly form.
-No ``torch.sort`` either: with it, a backend test that replayed one batch size's graph after
-capturing others got wrong detections (its large-segment path, the only op allocating
-temporaries inside the capture, is the suspect; the cause was not pinned down), and counting
-ranks needs nothing but the preallocated buffers.
+No ``torch.sort`` either: counting ranks needs nothing but the preallocated buffers, so the
+detection end allocates nothing inside a capture and runs the same eagerly or replayed.
 """
 
 from __future__ import annotations

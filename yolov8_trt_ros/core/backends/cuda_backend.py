@@ -80,6 +80,25 @@ def _detach(rows: np.ndarray, max_detections: int, out: EngineOutput) -> None:
     out.nms_count, out.nms_boxes, out.nms_scores, out.nms_classes = unpack(rows.copy(), max_detections)
 
 
+def _cached_tensors(model: Any) -> list[Any]:
+    """Tensors the modules hold as plain attributes (caches), which a captured graph reads.
+
+    ultralytics' ``Detect`` caches its ``anchors`` and ``strides`` and recomputes them, as new
+    tensors, whenever the input shape changes, the batch size included. A graph captured at
+    batch 4 keeps reading the old tensors' memory after the batch-2 graph's warm-up replaced
+    them: once freed and reused, the batch-4 replays decoded boxes with garbage anchors (a test
+    replaying batch sizes in turn caught it). Holding a reference per graph keeps them valid.
+    """
+    import torch
+
+    return [
+        value
+        for module in model.modules()
+        for value in vars(module).values()
+        if isinstance(value, torch.Tensor)
+    ]
+
+
 class CudaBackend:
     """:class:`~yolov8_trt_ros.core.backends.base.Backend` on PyTorch CUDA with CUDA graphs."""
 
@@ -125,6 +144,7 @@ class CudaBackend:
         self._use_graph = cfg.cuda_graph
         self._graphs: dict[int, tuple[Any, Any, Any]] = {}  # batch -> (graph, static in, static out)
         self._launchers: dict[int, Any] = {}  # batch -> cudaGraphExec_t, for the fast path
+        self._keepalive: dict[int, list[Any]] = {}  # batch -> tensors its graph reads (see _cached_tensors)
         self._views: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}  # (slot, batch) -> pinned views
         self._input_typestr = np.dtype(np.float16 if self.half else np.float32).str
         self._closed = False
@@ -232,6 +252,7 @@ class CudaBackend:
                 with torch.cuda.graph(graph, stream=self._torch_stream):
                     static_out = self._forward(static_in)
             self._graphs[batch] = (graph, static_in, static_out)
+            self._keepalive[batch] = _cached_tensors(self._model)
             raw_exec = getattr(graph, "raw_cuda_graph_exec", None)  # torch >= 2.6
             if raw_exec is not None and self._nms is not None:
                 from cuda.bindings import runtime as cudart
@@ -337,6 +358,7 @@ class CudaBackend:
         self._torch_stream.synchronize()
         self._graphs.clear()
         self._launchers.clear()
+        self._keepalive.clear()
         self._views.clear()
         if self._host is not None:
             self._host.close()
