@@ -12,6 +12,9 @@ the ``.pt`` with that one field changed) and each batch size:
 
 * **engine, sync**: ``backend.infer`` on an already preprocessed device tensor (8 different
   batches of real frames, rotated), then ``torch.cuda.synchronize``; one call timed at a time.
+  The CUDA backend's engine includes its detection end (decode + NMS in the same CUDA graph,
+  ``EngineConfig.end2end_nms``, on by default; ``--raw-head`` turns it off, so the engine is
+  the network alone and NMS runs in postprocess, as before), like a TensorRT engine with NMS.
 * **engine, queued**: ``--chunk`` ``infer`` calls back to back, one synchronisation; time per
   call = chunk time / chunk. The engine's throughput: no host/device round trip per call.
 * **process**: ``Pipeline.process`` on host images (preprocess on the GPU, engine, postprocess,
@@ -314,6 +317,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 model_path=str(model),
                 precision=precision,
                 max_batch_size=max(args.batches),
+                end2end_nms=not args.raw_head,
             )
             cfg = PipelineConfig.default()
             cfg.engine = engine
@@ -620,7 +624,7 @@ def main() -> int:
     ap.add_argument("--backend", default="cuda", choices=["cuda", "onnxruntime"])
     ap.add_argument("--precisions", nargs="+", default=["fp16"], help="at every batch size and input size")
     ap.add_argument(
-        "--batch1-precisions", nargs="+", default=["fp32"], help="at batch 1, first input size only"
+        "--batch1-precisions", nargs="*", default=["fp32"], help="at batch 1, first input size only"
     )
     ap.add_argument("--sizes", nargs="+", type=int, default=[640, 416])
     ap.add_argument("--batches", nargs="+", type=int, default=[1, 4, 8])
@@ -632,6 +636,11 @@ def main() -> int:
     )
     ap.add_argument("--memory-frames", type=int, default=10_000)
     ap.add_argument("--no-ultralytics", dest="ultralytics", action="store_false")
+    ap.add_argument(
+        "--raw-head",
+        action="store_true",
+        help="CUDA backend without its GPU NMS (end2end_nms off): the raw head, NMS in postprocess",
+    )
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--markdown", type=Path, default=None)
     ap.add_argument("--smoke", action="store_true", help="ONNX Runtime on the CPU, tiny counts (a dry run)")

@@ -122,6 +122,7 @@ def run_backend(
         calibration_dir=str(args.calibration_dir),
         engine_cache_dir=str(args.engine_cache_dir),
         cuda_graph=True,
+        end2end_nms=args.nms != "ultralytics",  # that NMS needs the raw head (CUDA and TensorRT)
     )
     backend = create_backend(engine, post)
     info = backend.info

@@ -5,7 +5,7 @@
 # so a bare `mypy` ignores them and types every trt.* as Any (a check that cannot fail). This
 # copies them to a temporary MYPYPATH, fixes the few lines the stub generator got
 # syntactically wrong (a parameter named `in`, a non-default after defaults) and runs
-# mypy --strict on the TensorRT module.
+# mypy --strict on the TensorRT modules (the shim, the tensorrt/ package, host_outputs.py).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${PYTHON:-python}"
@@ -30,4 +30,5 @@ ignore_errors = True
 INI
 cd "$ROOT"
 MYPYPATH="$TMP" "$PY" -m mypy --config-file "$TMP/mypy.ini" --no-incremental \
-  yolov8_trt_ros/core/backends/tensorrt_backend.py "$@"
+  yolov8_trt_ros/core/backends/tensorrt_backend.py yolov8_trt_ros/core/backends/tensorrt/ \
+  yolov8_trt_ros/core/backends/host_outputs.py "$@"

@@ -12,7 +12,8 @@ status=0
 echo "== ruff"
 ruff check . && ruff format --check . || status=1
 echo "== mypy (TensorRT backend against tensorrt-stubs)"
-mypy --follow-imports=silent yolov8_trt_ros/core/backends/tensorrt_backend.py || status=1
+mypy --follow-imports=silent yolov8_trt_ros/core/backends/tensorrt_backend.py yolov8_trt_ros/core/backends/tensorrt/ \
+    yolov8_trt_ros/core/backends/host_outputs.py || status=1
 
 LOGS="$(mktemp -d)"
 trap 'rm -rf "$LOGS"' EXIT

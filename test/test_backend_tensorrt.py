@@ -135,14 +135,35 @@ def test_fp16_engine_raw_head_matches_onnxruntime(tmp_path: Path, assets_dir: Pa
     backend = _raw_fp16_engine(tmp_path)
     try:
         assert backend.info.input_fp16 and not backend.info.has_nms
-        out = backend.infer(images.astype(np.float16)).raw
-        again = backend.infer(images.astype(np.float16)).raw  # second run: from the CUDA graph
+        out = backend.infer(images.astype(np.float16)).wait().raw
+        again = backend.infer(images.astype(np.float16)).wait().raw  # second run: from the CUDA graph
     finally:
         backend.close()
     ref = _ort_raw(yaml_onnx(), images)
     np.testing.assert_allclose(out[:, :4], ref[:, :4], rtol=1e-2, atol=0.5)  # pixels, FP16
     np.testing.assert_allclose(out[:, 4:], ref[:, 4:], rtol=5e-2, atol=1e-3)
     np.testing.assert_array_equal(out, again)
+
+
+@pytest.mark.tensorrt
+@pytest.mark.slow
+def test_infer_returns_before_the_outputs_and_never_overwrites_them(tmp_path: Path, assets_dir: Path) -> None:
+    """More batches in flight than pinned slots, none waited for: each keeps its own head."""
+    images = letterbox_images([assets_dir / "bus.jpg", assets_dir / "zidane.jpg"], TEST_IMGSZ).astype(
+        np.float16
+    )
+    inputs = [images, images[::-1].copy(), images[:1], images[1:]]
+    backend = _raw_fp16_engine(tmp_path)
+    try:
+        refs = [backend.infer(x).wait().raw for x in inputs]
+        outputs = [backend.infer(inputs[k % 4]) for k in range(10)]
+        assert outputs[-1].pending is not None  # infer did not wait
+        for k, out in enumerate(outputs):
+            np.testing.assert_array_equal(out.wait().raw, refs[k % 4])
+        held = backend.infer(images)
+    finally:
+        backend.close()
+    np.testing.assert_array_equal(held.wait().raw, refs[0])  # close() kept a copy for it
 
 
 @pytest.mark.tensorrt
@@ -207,7 +228,7 @@ def test_tensorrt_backend_reports_layer_times_of_every_inference(tmp_path, asset
     images = images.astype(np.float16)
     backend = _raw_fp16_engine(tmp_path)
     try:
-        plain = backend.infer(images).raw
+        plain = backend.infer(images).wait().raw
         backend.infer(images)  # a CUDA graph for batch 2 exists from here on
         layers = LayerProfiler()
         backend.enable_layer_profiling(layers)
@@ -215,7 +236,7 @@ def test_tensorrt_backend_reports_layer_times_of_every_inference(tmp_path, asset
         runs, walls = 5, []
         for _ in range(runs):
             start = time.perf_counter()
-            out = backend.infer(images).raw
+            out = backend.infer(images).wait().raw
             walls.append((time.perf_counter() - start) * 1e3)
             np.testing.assert_array_equal(out, plain)  # profiling changes timing, not results
         # Every inference reported (the graph would have bypassed the profiler), every layer once each.
@@ -227,7 +248,7 @@ def test_tensorrt_backend_reports_layer_times_of_every_inference(tmp_path, asset
         # Layer times are device time inside the call, which also uploads and downloads.
         assert 0.0 < layers.total_median_ms() <= float(np.median(walls)) * 1.05
         backend.disable_layer_profiling()
-        np.testing.assert_array_equal(backend.infer(images).raw, plain)
+        np.testing.assert_array_equal(backend.infer(images).wait().raw, plain)
         assert layers.runs == runs and backend.layer_profiler is None  # detached: no more reports
     finally:
         backend.close()

@@ -8,9 +8,9 @@ import sys
 CHECK = """
 import importlib, pkgutil, sys
 import yolov8_trt_ros.core as core
-skip = {"yolov8_trt_ros.core.backends.tensorrt_backend"}  # needs TensorRT, checked by mypy instead
+skip = "yolov8_trt_ros.core.backends.tensorrt"  # the backend and its package need TensorRT: mypy checks them
 for mod in pkgutil.walk_packages(core.__path__, "yolov8_trt_ros.core."):
-    if mod.name not in skip:
+    if not mod.name.startswith(skip):
         importlib.import_module(mod.name)
 ros = sorted(m for m in sys.modules if m.split(".")[0] in {"rclpy", "sensor_msgs", "vision_msgs",
                                                             "yolov8_trt_msgs", "rosidl_runtime_py"})

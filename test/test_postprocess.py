@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from yolov8_trt_ros.core.config import PostprocessConfig, PreprocessConfig
-from yolov8_trt_ros.core.postprocess import postprocess
+from yolov8_trt_ros.core.postprocess import iou_float32, nms_numpy, postprocess
 from yolov8_trt_ros.core.preprocess import CpuPreprocessor
 from yolov8_trt_ros.core.types import EngineOutput, Letterbox
 
@@ -205,6 +205,34 @@ def test_in_engine_nms_form_is_mapped_and_rethresholded():
     np.testing.assert_array_equal(dets[0].class_ids, classes[0, sel])
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_in_engine_nms_batch_path_equals_the_per_image_rule(seed):
+    """Sorted rows (as both in-engine NMS return them) and, in some images, unsorted ones; odd counts."""
+    rng = np.random.default_rng(50 + seed)
+    batch, k = int(rng.integers(1, 9)), int(rng.choice([1, 7, 300]))
+    lbs = [
+        Letterbox.fit(int(rng.integers(1, 2500)), int(rng.integers(1, 2500)), 640, 640) for _ in range(batch)
+    ]
+    boxes = rng.uniform(-30, 670, (batch, k, 4)).astype(np.float32)
+    scores = (rng.integers(0, 9, (batch, k)) / 8.0).astype(np.float32)  # equal scores occur
+    scores = -np.sort(-scores, axis=1)
+    shuffled = rng.random(batch) < 0.3
+    scores[shuffled] = rng.permuted(scores[shuffled], axis=1)
+    classes = rng.integers(0, 80, (batch, k)).astype(np.int32)
+    counts = rng.integers(-2, k + 3, batch).astype(np.int32)  # past the slots or negative: clamped
+    cfg = PostprocessConfig(
+        conf_threshold=float(rng.choice([0.0, 0.25, 0.5])), max_detections=int(rng.integers(1, 50))
+    )
+    dets = postprocess(EngineOutput(None, counts, boxes, scores, classes), lbs, cfg)
+    for b, lb in enumerate(lbs):
+        n = min(max(int(counts[b]), 0), k)
+        sel = [i for i in range(n) if scores[b, i] >= cfg.conf_threshold]
+        sel = sorted(sel, key=lambda i: -scores[b, i])[: cfg.max_detections]  # stable
+        np.testing.assert_array_equal(dets[b].boxes, lb.to_source(boxes[b, sel]))
+        np.testing.assert_array_equal(dets[b].scores, scores[b, sel])
+        np.testing.assert_array_equal(dets[b].class_ids, classes[b, sel])
+
+
 @pytest.mark.parametrize(("w", "h"), [(1280, 720), (810, 1080), (333, 333)])
 def test_box_maps_back_through_the_letterbox(w, h):
     """Draw a rectangle, find it in the network input, put it in a head, get the rectangle back."""
@@ -259,3 +287,48 @@ def test_postprocess_torch_matches_numpy_on_cpu_tensors(seed, nms, monkeypatch):
         np.testing.assert_array_equal(g.boxes, r.boxes)
         np.testing.assert_array_equal(g.scores, r.scores)
         np.testing.assert_array_equal(g.class_ids, r.class_ids)
+
+
+def _greedy_one_box_at_a_time(boxes, class_ids, iou, max_keep):
+    """The plain greedy rule, one candidate at a time (the reference for the blocked ``nms_numpy``)."""
+    thr = iou_float32(iou)
+    b = boxes.astype(np.float64)
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    keep: list[int] = []
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for j in range(len(b)):
+            ok = True
+            for i in keep:
+                w = max(min(b[i, 2], b[j, 2]) - max(b[i, 0], b[j, 0]), 0.0)
+                h = max(min(b[i, 3], b[j, 3]) - max(b[i, 1], b[j, 1]), 0.0)
+                inter = w * h
+                same = class_ids is None or class_ids[i] == class_ids[j]
+                if same and np.float64(inter) / (area[i] + area[j] - inter) > thr:
+                    ok = False
+                    break
+            if ok:
+                keep.append(j)
+                if len(keep) == max_keep:
+                    break
+    return np.asarray(keep, dtype=np.intp)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_blocked_nms_numpy_equals_plain_greedy(seed):
+    """Across block boundaries, crowded and sparse, exact-threshold IoUs, empty boxes, caps."""
+    rng = np.random.default_rng(70 + seed)
+    n = int(rng.choice([1, 63, 64, 65, 200, 700]))
+    grid = seed % 2 == 0
+    if grid:  # integer boxes: IoUs of exactly the threshold occur
+        xy = rng.integers(0, 60, (n, 2)).astype(np.float32)
+        wh = rng.integers(0, 12, (n, 2)).astype(np.float32)  # 0: empty boxes
+    else:
+        xy = rng.uniform(0, 400, (n, 2)).astype(np.float32)
+        wh = rng.uniform(1, 120, (n, 2)).astype(np.float32)
+    boxes = np.concatenate([xy, xy + wh], axis=1)
+    classes = rng.integers(0, int(rng.choice([1, 3])), n).astype(np.int32)
+    iou = float(rng.choice([0.0, 0.3, 0.45, 0.5, 0.7]))
+    max_keep = int(rng.choice([1, 10, 300]))
+    for cls in (classes, None):
+        ref = _greedy_one_box_at_a_time(boxes, cls, iou, max_keep)
+        np.testing.assert_array_equal(nms_numpy(boxes, cls, iou, max_keep), ref)

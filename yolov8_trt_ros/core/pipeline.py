@@ -87,7 +87,7 @@ class _Lanes:
     def __init__(self, backend: Backend) -> None:
         self._streams: list[Any] = []
         self._next = 0
-        if backend.info.name == "cuda":
+        if backend.info.name == "cuda" and not backend.info.has_nms:  # raw torch head only
             import torch
 
             device = torch.device(backend.info.device)
@@ -236,10 +236,12 @@ class Pipeline:
         with prof.stage("preprocess"):
             tensor, letterboxes = self.preprocessor(images, encodings)
         with prof.stage("inference"), _on(lane):
+            update = getattr(self.backend, "update_postprocess", None)  # GPU NMS: device thresholds
+            if update is not None:
+                update(self.postprocess_cfg)
             output = self.backend.infer(tensor)
-        return InFlight(
-            output, letterboxes, lane, list(streams) if streams is not None else [0] * len(images)
-        )
+        sources = list(streams) if streams is not None else [0] * len(images)
+        return InFlight(output, letterboxes, lane, sources)
 
     def finish(self, job: InFlight) -> list[FrameResult]:
         """Postprocess, filter and track one launched batch (blocks until its output is ready).
@@ -254,6 +256,7 @@ class Pipeline:
             post_cfg, det_filter = self.postprocess_cfg, self.filter
             output = job.output
             with prof.stage("postprocess"), _on(job.lane):
+                output.wait()  # asynchronous backends: the results are on the host from here
                 if output.raw is not None and not isinstance(output.raw, np.ndarray):
                     from yolov8_trt_ros.core.postprocess import postprocess_torch
 

@@ -9,8 +9,8 @@ index, then the best ``max_detections``.
 Why not ``cv2.dnn.NMSBoxes``: it takes boxes as integer-rounded ``Rect``/float ``Rect2d``
 in xywh, applies its score threshold with ``>`` rather than ``>=``, and orders equal scores by
 its own (unstable) sort, so it cannot promise the rule above; it also has no class-wise mode
-without a per-class loop. The greedy loop below visits one *kept* box per step (at most
-``max_detections`` steps) with a vectorised IoU against all remaining candidates.
+without a per-class loop. :func:`nms_numpy` is a blocked greedy NMS (one block of candidates
+per step, exact, see there).
 
 IoU is computed in float64 from the float32 boxes on both the NumPy and the torch path, and
 both thresholds are compared as float32 values, as the tensors hold them: scores are float32,
@@ -52,14 +52,27 @@ def iou_float32(iou_threshold: float) -> float:
     return float(np.float32(iou_threshold))
 
 
+#: Candidates :func:`nms_numpy` takes per step (see there).
+NMS_BLOCK = 64
+
+
 def nms_numpy(
     boxes: np.ndarray, class_ids: np.ndarray | None, iou_threshold: float, max_keep: int
 ) -> np.ndarray:
     """Greedy NMS over candidates already sorted best first; returns kept positions, in order.
 
     ``class_ids=None`` is class-agnostic. A candidate is dropped when its IoU with a kept box
-    of the same class is strictly greater than ``iou_threshold`` (as float32). The per-class rule is applied
-    with a class mask rather than the coordinate-offset trick, which would round the boxes.
+    of the same class is strictly greater than ``iou_threshold`` (as float32). The per-class
+    rule is applied with a class mask rather than the coordinate-offset trick, which would
+    round the boxes.
+
+    Blocked, so that NumPy is called per block of :data:`NMS_BLOCK` candidates rather than per
+    kept box (the old loop made ~12 small NumPy calls per kept box, against all candidates
+    left): each block is first checked against every box kept so far in one
+    ``[kept, block]`` IoU matrix, then its survivors are resolved among themselves exactly, in
+    order, with Python integers as bit rows of their pairwise suppression matrix. A candidate
+    is compared only once it is reached, so candidates after the ``max_keep``-th kept box cost
+    nothing. The IoU is the same float64 expression, in the same operand order, as before.
     """
     n = len(boxes)
     if n == 0:
@@ -68,21 +81,36 @@ def nms_numpy(
     b = boxes.astype(np.float64)
     x1, y1, x2, y2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
     areas = (x2 - x1) * (y2 - y1)
-    remaining = np.arange(n)
+
+    def suppressed(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """``[len(rows), len(cols)]``: row box (kept, better) suppresses column box."""
+        w = np.maximum(np.minimum(x2[rows, None], x2[cols]) - np.maximum(x1[rows, None], x1[cols]), 0.0)
+        h = np.maximum(np.minimum(y2[rows, None], y2[cols]) - np.maximum(y1[rows, None], y1[cols]), 0.0)
+        inter = w * h
+        out = inter / (areas[rows, None] + areas[cols] - inter) > iou_threshold  # NaN: kept
+        if class_ids is not None:
+            out &= class_ids[rows, None] == class_ids[cols]
+        return out
+
     keep: list[int] = []
+    kept = np.zeros(0, dtype=np.intp)
     with np.errstate(invalid="ignore", divide="ignore"):
-        while remaining.size and len(keep) < max_keep:
-            i = remaining[0]
-            keep.append(int(i))
-            rest = remaining[1:]
-            w = np.maximum(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0.0)
-            h = np.maximum(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0.0)
-            inter = w * h
-            iou = inter / (areas[i] + areas[rest] - inter)  # NaN for two empty boxes: kept
-            suppress = iou > iou_threshold
-            if class_ids is not None:
-                suppress &= class_ids[rest] == class_ids[i]
-            remaining = rest[~suppress]
+        for start in range(0, n, NMS_BLOCK):
+            block = np.arange(start, min(start + NMS_BLOCK, n))
+            if kept.size:
+                block = block[~suppressed(kept, block).any(axis=0)]
+            if block.size == 0:
+                continue
+            bits = np.packbits(np.triu(suppressed(block, block), 1), axis=1, bitorder="little")
+            row_bytes, masks = bits.shape[1], bits.tobytes()
+            removed = 0
+            for i in range(len(block)):
+                if not (removed >> i) & 1:
+                    keep.append(int(block[i]))
+                    if len(keep) == max_keep:
+                        return np.asarray(keep, dtype=np.intp)
+                    removed |= int.from_bytes(masks[i * row_bytes : (i + 1) * row_bytes], "little")
+            kept = np.asarray(keep, dtype=np.intp)
     return np.asarray(keep, dtype=np.intp)
 
 
@@ -137,28 +165,59 @@ def _from_engine_nms(
     The engine's NMS was built with the configured thresholds, but ``conf_threshold`` and
     ``max_detections`` are live parameters: applying them here lets a raised threshold or a
     lower cap act at once. (A lower threshold, another IoU or class-agnostic mode needs the
-    engine rebuilt.)
+    engine rebuilt; the CUDA backend takes those as device scalars instead.)
+
+    Whole-batch array operations (this runs per frame on the host, in the GPU pipeline's
+    critical path): each image's rows are its first ``count`` slots passing the threshold,
+    best first, cut to ``max_detections``. Both in-engine NMS implementations return rows
+    sorted by score; an image whose rows are not is re-sorted (stable) on its own.
     """
     assert output.nms_boxes is not None and output.nms_scores is not None and output.nms_classes is not None
     counts = np.asarray(output.nms_count).reshape(-1)
     if len(counts) != len(letterboxes):
         raise ValueError(f"in-engine NMS output has batch {len(counts)} but {len(letterboxes)} letterboxes")
+    slots = output.nms_scores.shape[1]
+    top = min(max(int(counts.max(initial=0)), 0), slots)  # the padding after it is never read
+    boxes = np.asarray(output.nms_boxes[:, :top], dtype=np.float32)
+    scores = np.asarray(output.nms_scores[:, :top], dtype=np.float32)
+    classes = np.asarray(output.nms_classes[:, :top]).astype(np.int32, copy=False)
+    within = np.arange(top) < counts[:, None]
+    unsorted = np.any(within[:, 1:] & (scores[:, 1:] > scores[:, :-1]), axis=1)
+    keep = within & (scores >= cfg.conf_threshold)
+    if top > cfg.max_detections:
+        keep &= np.cumsum(keep, axis=1) <= cfg.max_detections
+    batched = len(letterboxes) > 2  # one mapping for the batch beats a few per image from here
+    mapped = _to_source_batch(boxes, letterboxes) if batched else boxes
     results: list[Detections] = []
     for b, lb in enumerate(letterboxes):
-        n = int(min(max(counts[b], 0), output.nms_scores.shape[1]))
-        boxes = np.asarray(output.nms_boxes[b, :n], dtype=np.float32)
-        scores = np.asarray(output.nms_scores[b, :n], dtype=np.float32)
-        classes = np.asarray(output.nms_classes[b, :n]).astype(np.int32)
-        sel = np.flatnonzero(scores >= cfg.conf_threshold)
-        sel = sel[np.argsort(-scores[sel], kind="stable")][: cfg.max_detections]
-        results.append(Detections(lb.to_source(boxes[sel]), scores[sel], classes[sel]))
+        sel: np.ndarray = keep[b]
+        if bool(unsorted[b]):  # not best first: the rule's order (stable by descending score)
+            n = min(max(int(counts[b]), 0), top)
+            sel = np.flatnonzero(scores[b, :n] >= cfg.conf_threshold)
+            sel = sel[np.argsort(-scores[b, sel], kind="stable")][: cfg.max_detections]
+        picked = mapped[b, sel] if batched else lb.to_source(boxes[b, sel])
+        results.append(Detections(picked, scores[b, sel], classes[b, sel]))
     return results
+
+
+def _to_source_batch(boxes: np.ndarray, letterboxes: Sequence[Letterbox]) -> np.ndarray:
+    """:meth:`Letterbox.to_source` for ``[B, K, 4]`` boxes at once, with the same float32 steps."""
+    params = np.array([(lb.pad_x, lb.pad_y, lb.scale, lb.src_w, lb.src_h) for lb in letterboxes], np.float64)
+    pad_x, pad_y, scale, src_w, src_h = (params[:, k].astype(np.float32)[:, None, None] for k in range(5))
+    out = np.empty(boxes.shape, np.float32)
+    xs, ys = out[..., 0::2], out[..., 1::2]
+    np.divide(boxes[..., 0::2] - pad_x, scale, out=xs)
+    np.divide(boxes[..., 1::2] - pad_y, scale, out=ys)
+    np.clip(xs, np.float32(0.0), src_w, out=xs)
+    np.clip(ys, np.float32(0.0), src_h, out=ys)
+    return out
 
 
 def postprocess(
     output: EngineOutput, letterboxes: Sequence[Letterbox], cfg: PostprocessConfig
 ) -> list[Detections]:
     """Detections per image, in source pixels, from either form of :class:`EngineOutput`."""
+    output.wait()  # an asynchronous backend's arrays are valid from here
     if output.has_nms:
         return _from_engine_nms(output, letterboxes, cfg)
     if output.raw is None:

@@ -134,8 +134,10 @@ def _cache_dir() -> Path:
     return Path(base) / "yolov8_trt_ros" / "kernels"
 
 
-def compile_kernel(source: str, major: int, minor: int) -> tuple[bytes, str]:
+def compile_kernel(source: str, major: int, minor: int, name: str = "letterbox.cu") -> tuple[bytes, str]:
     """CUBIN (or PTX where NVRTC does not know the GPU) for ``sm_<major><minor>``, cached on disk.
+
+    ``name`` (the file the source came from) names the cache file and the compile errors.
 
     The cache key is the SHA-256 of the source, target, options and NVRTC version, so an edited
     kernel or a new toolkit never loads a stale binary. Returns ``(image, "cubin" | "ptx")``.
@@ -159,21 +161,19 @@ def compile_kernel(source: str, major: int, minor: int) -> tuple[bytes, str]:
         target, kind = f"compute_{max(older)}", "ptx"
     options = [f"--gpu-architecture={target}", "--fmad=false"]
     key = hashlib.sha256("\0".join([source, *options, str(version)]).encode()).hexdigest()[:24]
-    path = _cache_dir() / f"letterbox-{target}-{key}.{kind}"
+    path = _cache_dir() / f"{Path(name).stem}-{target}-{key}.{kind}"
     try:
         return path.read_bytes(), kind
     except OSError:
         pass
-    prog = _check(nvrtc.nvrtcCreateProgram(source.encode(), b"letterbox.cu", 0, [], []), "nvrtcCreateProgram")
+    prog = _check(nvrtc.nvrtcCreateProgram(source.encode(), name.encode(), 0, [], []), "nvrtcCreateProgram")
     try:
         status = nvrtc.nvrtcCompileProgram(prog, len(options), [o.encode() for o in options])[0]
         if int(status) != 0:
             size = _check(nvrtc.nvrtcGetProgramLogSize(prog), "nvrtcGetProgramLogSize")
             log = b" " * size
             _check(nvrtc.nvrtcGetProgramLog(prog, log), "nvrtcGetProgramLog")
-            raise CudaError(
-                f"NVRTC could not compile letterbox.cu for {target}:\n{log.decode(errors='replace')}"
-            )
+            raise CudaError(f"NVRTC could not compile {name} for {target}:\n{log.decode(errors='replace')}")
         if kind == "cubin":
             size = _check(nvrtc.nvrtcGetCUBINSize(prog), "nvrtcGetCUBINSize")
             image = b" " * size

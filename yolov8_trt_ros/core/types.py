@@ -6,7 +6,8 @@ fused CUDA kernel, ONNX Runtime for TensorRT) without touching its neighbours.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -160,6 +161,12 @@ class EngineOutput:
     class scores) for backends without NMS; the ``nms_*`` arrays are the in-engine NMS
     result in network-input pixels: ``nms_count [B]``, ``nms_boxes [B, K, 4]`` xyxy,
     ``nms_scores [B, K]``, ``nms_classes [B, K]``.
+
+    Asynchronous backends return before the device has finished: their arrays are then views
+    of pinned host buffers that the device is still writing, and ``pending`` is set. Call
+    :meth:`wait` before reading the arrays (``postprocess`` does): it blocks until this
+    batch's results are on the host and replaces the views by copies that the backend's next
+    batches cannot overwrite.
     """
 
     raw: FloatArray | None = None
@@ -167,10 +174,19 @@ class EngineOutput:
     nms_boxes: FloatArray | None = None
     nms_scores: FloatArray | None = None
     nms_classes: IntArray | None = None
+    #: Set by an asynchronous backend: waits for the device and detaches the arrays.
+    pending: Callable[[EngineOutput], None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def has_nms(self) -> bool:
         return self.nms_count is not None
+
+    def wait(self) -> EngineOutput:
+        """Block until the arrays hold this batch's results (once; then a no-op). Returns self."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending(self)
+        return self
 
 
 @dataclass

@@ -270,7 +270,12 @@ PARAMS: tuple[ParamSpec, ...] = (
         reconfigure=True,
         int_range=(0, 256),
     ),
-    _spec("engine", "end2end_nms", "NMS inside the TensorRT engine", reconfigure=True),
+    _spec(
+        "engine",
+        "end2end_nms",
+        "NMS inside the engine: TensorRT EfficientNMS, or in the CUDA backend's graph",
+        reconfigure=True,
+    ),
     _spec(
         "preprocess",
         "input_width",

@@ -9,10 +9,25 @@ captures one CUDA graph per batch size on first use: the input is copied into a 
 buffer and the graph replayed, which removes the per-layer launch overhead that dominates a
 model this small.
 
-``infer`` returns ``EngineOutput(raw=...)`` where ``raw`` is a **torch CUDA tensor** (float32,
-``[B, 4 + C, A]``), not a NumPy array: ``core/postprocess.py``'s ``postprocess_torch``
-decodes it on the GPU without a device-to-host copy of the whole head. It is a fresh tensor
-per call (the graph's static output is cloned), ready to use on the caller's current stream.
+``infer`` has two forms, chosen by ``EngineConfig.end2end_nms``:
+
+* ``True`` (the default): the detection end runs on the GPU too (``core/postprocess_gpu.py``:
+  decode, stable sort, bit-matrix NMS, all without host synchronisation) and is captured in
+  the same CUDA graph as the network, so one replay yields EfficientNMS-style fixed-size
+  outputs. One small device-to-host copy per batch brings them into pinned host memory
+  (``host_outputs.py``) and ``infer`` returns at once: the ``EngineOutput``'s ``wait()``
+  blocks on the copy's event when the results are read. ``nms_*`` are then in network-input
+  pixels, like TensorRT's, and ``postprocess`` maps them back. The thresholds are device
+  scalars: :meth:`CudaBackend.update_postprocess` (the pipeline calls it at every launch,
+  cheap when nothing changed) applies new ones without re-capturing.
+* ``False``: ``raw`` is the decoded head as a **torch CUDA tensor** (float32,
+  ``[B, 4 + C, A]``), a fresh tensor per call (the graph's static output is cloned), ready on
+  the caller's current stream; ``postprocess_torch`` decodes it. Kept for the raw-head tests
+  (against ONNX Runtime) and for callers that want the head itself.
+
+The input copy into the graph's static input is one launch before the replay rather than a
+node of the graph: a captured copy would bind the graph to one source address, and the
+callers (the preprocessor, the benchmarks, tests) pass different buffers.
 
 Why not convert the ONNX to PyTorch (onnx2torch): the ``.pt`` is the source of truth the ONNX
 was exported from, ultralytics already knows how to fuse it, and it avoids another
@@ -21,6 +36,7 @@ dependency. The cost is needing ultralytics on the GPU machine.
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Any
@@ -29,7 +45,7 @@ import numpy as np
 
 from yolov8_trt_ros.core.backends.base import BackendError, BackendInfo
 from yolov8_trt_ros.core.backends.model_info import parse_imgsz, parse_names, read_model_info
-from yolov8_trt_ros.core.config import EngineConfig
+from yolov8_trt_ros.core.config import EngineConfig, PostprocessConfig
 from yolov8_trt_ros.core.types import EngineOutput
 
 LOG = logging.getLogger(__name__)
@@ -57,10 +73,36 @@ def _disable_tf32(torch: Any) -> None:
     LOG.info("CUDA backend fp32: TF32 disabled for cuDNN convolutions and matmuls (process-wide)")
 
 
+def _detach(rows: np.ndarray, max_detections: int, out: EngineOutput) -> None:
+    """``EngineOutput.wait()``'s last step: own copies of the slot's rows replace the views."""
+    from yolov8_trt_ros.core.postprocess_gpu import unpack
+
+    out.nms_count, out.nms_boxes, out.nms_scores, out.nms_classes = unpack(rows.copy(), max_detections)
+
+
+def _cached_tensors(model: Any) -> list[Any]:
+    """Tensors the modules hold as plain attributes (caches), which a captured graph reads.
+
+    ultralytics' ``Detect`` caches its ``anchors`` and ``strides`` and recomputes them, as new
+    tensors, whenever the input shape changes, the batch size included. A graph captured at
+    batch 4 keeps reading the old tensors' memory after the batch-2 graph's warm-up replaced
+    them: once freed and reused, the batch-4 replays decoded boxes with garbage anchors (a test
+    replaying batch sizes in turn caught it). Holding a reference per graph keeps them valid.
+    """
+    import torch
+
+    return [
+        value
+        for module in model.modules()
+        for value in vars(module).values()
+        if isinstance(value, torch.Tensor)
+    ]
+
+
 class CudaBackend:
     """:class:`~yolov8_trt_ros.core.backends.base.Backend` on PyTorch CUDA with CUDA graphs."""
 
-    def __init__(self, cfg: EngineConfig) -> None:
+    def __init__(self, cfg: EngineConfig, post: PostprocessConfig | None = None) -> None:
         import torch
 
         from yolov8_trt_ros.core.export import load_torch_model, prepare_for_export
@@ -101,7 +143,16 @@ class CudaBackend:
         self.stream: int = int(self._torch_stream.cuda_stream)
         self._use_graph = cfg.cuda_graph
         self._graphs: dict[int, tuple[Any, Any, Any]] = {}  # batch -> (graph, static in, static out)
+        self._launchers: dict[int, Any] = {}  # batch -> cudaGraphExec_t, for the fast path
+        self._keepalive: dict[int, list[Any]] = {}  # batch -> tensors its graph reads (see _cached_tensors)
+        self._views: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}  # (slot, batch) -> pinned views
+        self._input_typestr = np.dtype(np.float16 if self.half else np.float32).str
         self._closed = False
+        self._nms: Any = None
+        self._host: Any = None
+        self._post_cfg: PostprocessConfig | None = None
+        if cfg.end2end_nms:
+            self._init_nms(post or PostprocessConfig(), len(names), size, cfg.max_batch_size)
         self.class_names: list[str] = list(names)
         self.info = BackendInfo(
             name="cuda",
@@ -111,10 +162,11 @@ class CudaBackend:
             input_height=size[0],
             max_batch_size=cfg.max_batch_size,
             num_classes=len(names),
-            has_nms=False,
+            has_nms=self._nms is not None,
             input_fp16=self.half,
             detail=f"torch {torch.__version__}, {torch.cuda.get_device_name(self.device)}, {weights.name}, "
-            f"CUDA graphs {'on' if cfg.cuda_graph else 'off'}",
+            f"CUDA graphs {'on' if cfg.cuda_graph else 'off'}, "
+            f"NMS {'on the GPU' if self._nms is not None else 'off (raw head)'}",
             class_names=names,
         )
 
@@ -144,6 +196,45 @@ class CudaBackend:
             raise BackendError(f"input dtype {tensor.dtype} must be floating point in [0, 1]")
         return tensor
 
+    def _init_nms(
+        self, post: PostprocessConfig, num_classes: int, size: tuple[int, int], max_batch: int
+    ) -> None:
+        """The GPU detection end and its pinned output slots, sized from one forward pass."""
+        import torch
+
+        from yolov8_trt_ros.core.backends.host_outputs import HostOutputs
+        from yolov8_trt_ros.core.postprocess_gpu import GpuNms
+
+        with torch.cuda.stream(self._torch_stream), torch.inference_mode():
+            probe = self._model(torch.zeros((1, 3, *size), dtype=self._dtype, device=self.device))
+        anchors = int(probe.shape[-1])
+        self._nms = GpuNms(
+            post.replace(num_classes=num_classes), num_classes, anchors, max_batch, self.device
+        )
+        self._post_cfg = post
+        row_bytes = int(self._nms.out.shape[1]) * 4
+        self._host = HostOutputs({"packed": max_batch * row_bytes})
+        self._torch_stream.synchronize()
+
+    def update_postprocess(self, cfg: PostprocessConfig) -> None:
+        """New run-time thresholds for the GPU NMS, in stream order: later batches use them.
+
+        Cheap when ``cfg`` is the object of the last call (the pipeline passes its current one
+        at every launch). A no-op on the raw-head form.
+        """
+        import torch
+
+        if self._nms is None or cfg is self._post_cfg:
+            return
+        self._post_cfg = cfg
+        with torch.cuda.stream(self._torch_stream):
+            self._nms.configure(cfg)
+
+    def _forward(self, x: Any) -> Any:
+        """The network, then (end-to-end form) the GPU detection end: what a graph captures."""
+        head = self._model(x)
+        return head if self._nms is None else self._nms.enqueue(head)
+
     def _graph_for(self, batch: int) -> tuple[Any, Any, Any]:
         """Capture (once per batch size) the forward pass on static buffers."""
         import torch
@@ -156,37 +247,107 @@ class CudaBackend:
             )
             with torch.cuda.stream(self._torch_stream), torch.inference_mode():
                 for _ in range(2):  # warm-up: cuDNN picks its kernels outside the capture
-                    self._model(static_in)
+                    self._forward(static_in)
                 graph = torch.cuda.CUDAGraph()
                 with torch.cuda.graph(graph, stream=self._torch_stream):
-                    static_out = self._model(static_in)
+                    static_out = self._forward(static_in)
             self._graphs[batch] = (graph, static_in, static_out)
+            self._keepalive[batch] = _cached_tensors(self._model)
+            raw_exec = getattr(graph, "raw_cuda_graph_exec", None)  # torch >= 2.6
+            if raw_exec is not None and self._nms is not None:
+                from cuda.bindings import runtime as cudart
+
+                try:
+                    self._launchers[batch] = cudart.cudaGraphExec_t(int(raw_exec()))
+                except Exception as exc:  # an older torch or cuda-python: replay() it is
+                    LOG.info(
+                        "no direct graph launch (%s: %s); using CUDAGraph.replay", type(exc).__name__, exc
+                    )
             LOG.info("captured a CUDA graph for batch %d", batch)
         return self._graphs[batch]
 
+    def _fast_infer(self, images: Any) -> EngineOutput | None:
+        """The steady-state call with no torch on the host path, or None where it does not apply.
+
+        For the preprocessor's output (a CUDA array already on this stream, the network's dtype
+        and shape) once the batch's graph exists: one device-to-device copy into the graph's
+        static input, ``cudaGraphLaunch`` of torch's instantiated graph (what ``replay()`` does,
+        without the Python and dispatcher overhead: ~0.3 ms of host time per call went there),
+        then the output copy. Any other input takes the general path.
+        """
+        if isinstance(images, np.ndarray) or type(images).__module__.startswith("torch"):
+            return None
+        cai = getattr(images, "__cuda_array_interface__", None)
+        if not isinstance(cai, dict) or cai.get("stream") != self.stream or cai.get("strides") is not None:
+            return None
+        shape = tuple(cai["shape"])
+        if len(shape) != 4 or cai["typestr"] != self._input_typestr:
+            return None
+        launcher = self._launchers.get(int(shape[0]))
+        if launcher is None or shape[1:] != (3, self.info.input_height, self.info.input_width):
+            return None
+        from cuda.bindings import runtime as cudart
+
+        from yolov8_trt_ros.core.backends.host_outputs import cuda_call
+
+        batch = int(shape[0])
+        _graph, static_in, static_out = self._graphs[batch]
+        nbytes = static_in.numel() * static_in.element_size()
+        kind = cudart.cudaMemcpyKind.cudaMemcpyDeviceToDevice
+        cuda_call(
+            cudart.cudaMemcpyAsync(static_in.data_ptr(), int(cai["data"][0]), nbytes, kind, self.stream)
+        )
+        cuda_call(cudart.cudaGraphLaunch(launcher, self.stream))
+        return self._publish(static_out, batch)
+
     def infer(self, images: Any) -> EngineOutput:
-        """Raw head ``[B, 4 + C, A]`` as a float32 torch CUDA tensor (see the module docstring)."""
+        """Enqueue a batch; NMS results (pending until ``wait()``) or the raw head (see module doc)."""
         import torch
 
         if self._closed:
             raise BackendError("cuda backend is closed")
+        if self._launchers:
+            fast = self._fast_infer(images)
+            if fast is not None:
+                return fast
         tensor = self._as_tensor(images)
         batch = int(tensor.shape[0])
         caller = torch.cuda.current_stream(self.device)
-        self._torch_stream.wait_stream(caller)  # inputs written on the caller's stream
+        if isinstance(images, torch.Tensor) and images.is_cuda:
+            self._torch_stream.wait_stream(caller)  # inputs written on the caller's stream
+            images.record_stream(self._torch_stream)  # and not reused before we have read them
         with torch.cuda.stream(self._torch_stream), torch.inference_mode():
             if self._use_graph:
                 graph, static_in, static_out = self._graph_for(batch)
                 static_in.copy_(tensor, non_blocking=True)
                 graph.replay()
-                # A copy: the static output is overwritten by the next replay.
-                out = static_out.to(torch.float32, copy=True)
+                out = static_out
             else:
-                x = tensor.to(self.device, self._dtype, non_blocking=True)
-                out = self._model(x).float()
+                out = self._forward(tensor.to(self.device, self._dtype, non_blocking=True))
+            if self._nms is not None:
+                return self._publish(out, batch)
+            # A copy: the static output is overwritten by the next replay.
+            out = out.to(torch.float32, copy=True)
         caller.wait_stream(self._torch_stream)
         out.record_stream(caller)
         return EngineOutput(raw=out)
+
+    def _publish(self, packed: Any, batch: int) -> EngineOutput:
+        """One device-to-host copy of the packed NMS rows into a pinned slot, then its event."""
+        host, nms = self._host, self._nms
+        slot = host.acquire()
+        row = int(packed.shape[1])
+        host.copy_from_device(slot, "packed", int(packed.data_ptr()), batch * row * 4, self.stream)
+        key = (id(slot), batch)
+        views = self._views.get(key)
+        if views is None:  # the slot's views for this batch size, made once
+            from yolov8_trt_ros.core.postprocess_gpu import unpack
+
+            rows = slot.view("packed", np.dtype(np.float32), (batch, row))
+            views = self._views[key] = (rows, *unpack(rows, nms.max_detections))
+        rows, count, boxes, scores, classes = views
+        output = EngineOutput(nms_count=count, nms_boxes=boxes, nms_scores=scores, nms_classes=classes)
+        return host.publish(slot, self.stream, output, functools.partial(_detach, rows, nms.max_detections))
 
     def close(self) -> None:
         import torch
@@ -196,5 +357,14 @@ class CudaBackend:
         self._closed = True
         self._torch_stream.synchronize()
         self._graphs.clear()
+        self._launchers.clear()
+        self._keepalive.clear()
+        self._views.clear()
+        if self._host is not None:
+            self._host.close()
+            self._host = None
+        if self._nms is not None:
+            self._nms.close()
+            self._nms = None
         del self._model
         torch.cuda.empty_cache()

@@ -81,7 +81,7 @@ def _builder(name: str) -> Callable[[EngineConfig, PostprocessConfig], Backend]:
     if name == "cuda":
         from yolov8_trt_ros.core.backends.cuda_backend import CudaBackend
 
-        return lambda engine, _post: CudaBackend(engine)
+        return CudaBackend
     if name == "onnxruntime":
         from yolov8_trt_ros.core.backends.onnxruntime_backend import OnnxRuntimeBackend
 
@@ -92,8 +92,8 @@ def _builder(name: str) -> Callable[[EngineConfig, PostprocessConfig], Backend]:
 def create_backend(engine: EngineConfig, post: PostprocessConfig) -> Backend:
     """Build the backend ``engine.backend`` names, or the best available one for ``auto``.
 
-    ``post`` configures the NMS that TensorRT puts inside the engine; the other backends
-    return the raw head and ignore it.
+    ``post`` configures the NMS that TensorRT puts inside the engine and the CUDA backend's
+    GPU NMS (its sizes; the thresholds can change later); ONNX Runtime returns the raw head.
     """
     if engine.backend != "auto":
         reason = available_backends().get(engine.backend, f"unknown backend {engine.backend!r}")

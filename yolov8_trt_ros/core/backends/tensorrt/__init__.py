@@ -1,0 +1,44 @@
+"""TensorRT: build (ONNX → engine with in-engine NMS) and run, through the official Python API.
+
+One room per job: ``common.py`` (version, logger bridge, dtypes, CUDA errors), ``plugins.py``
+(EfficientNMS_TRT), ``calibrator.py`` (implicit INT8), ``build.py`` (what to build, the build),
+``runtime.py`` (:class:`TensorRTBackend`). ``backends/tensorrt_backend.py`` re-exports the
+backend for the factory and the scripts. Importing this package needs no TensorRT; its rooms do.
+
+Deliberately thin: everything that does not need TensorRT (cache keys and files, calibration
+images and cache format, buffer sizes, CUDA array parsing, output mapping) lives in
+``engine_cache.py``, ``calibration.py`` and ``io_plan.py`` and is tested without a GPU.
+
+Build: parse the ONNX, append EfficientNMS_TRT (thresholds, max detections and class-agnostic
+mode from :class:`PostprocessConfig`), one optimisation profile for batch 1..max_batch,
+workspace limit, precision:
+
+* ``fp16``: FP16 kernels, FP16 input tensor (half the upload).
+* ``int8`` explicit: the Q/DQ ONNX from ``scripts/quantize_int8.py`` (``x.int8.onnx`` next to
+  the model, or ``model_path`` itself). Preferred on TensorRT ≥ 10, where implicit
+  calibration is deprecated.
+* ``int8`` implicit: ``IInt8EntropyCalibrator2`` over ``calibration_dir`` with the keyed
+  calibration cache (``calibration.py``); used on TensorRT < 10 or when no Q/DQ model exists.
+* no fast INT8 on the platform → FP16, said once in the log.
+
+EfficientNMS_TRT rather than ``INetworkDefinition.add_nms`` (INMSLayer, TensorRT ≥ 8.5):
+the plugin outputs exactly the padded per-image ``num_dets/boxes/scores/classes`` that
+:class:`EngineOutput` holds and applies ``max_detections`` per image, while INMSLayer returns
+ONNX-style ``(batch, class, box)`` index triples that would need gather and top-k layers
+per image to get there. The plugin exists from TensorRT 8.0 through 10.x, and is looked up
+through the plugin registry (``get_creator`` on TensorRT ≥ 10, ``get_plugin_creator`` before).
+It keeps at most 4096 candidates before NMS (``pre_nms_top_k`` is capped there) and
+filters scores below ``conf_threshold``.
+
+Run: deserialize, bind every I/O tensor by name (``set_tensor_address``), device buffers
+allocated once at max batch, pinned host output buffers, one CUDA stream per engine
+(``self.stream``, which the CUDA preprocessor also uses), ``execute_async_v3``, and
+optionally one CUDA graph per batch size. CUDA is driven through cuda-python
+(``cuda.bindings.runtime``), not PyCUDA: see ``docs/backends.md``.
+
+Layer timing (opt-in, a diagnostic mode): :meth:`TensorRTBackend.enable_layer_profiling`
+attaches a :class:`~yolov8_trt_ros.core.profiling.LayerProfiler` through TensorRT's
+``IProfiler``; while attached, inference runs without the CUDA graphs (a replayed graph
+records no layer events unless it was captured with the profiler) and each ``infer`` reports
+its layer times after the output is on the host.
+"""

@@ -1,0 +1,170 @@
+"""ONNX to serialized engine: what to build (:class:`BuildPlan`, also the cache key) and the build."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import tensorrt as trt
+
+from yolov8_trt_ros.core.backends.base import BackendError
+from yolov8_trt_ros.core.backends.model_info import ModelInfo, file_sha256, int8_sibling, read_model_info
+from yolov8_trt_ros.core.backends.tensorrt.calibrator import EntropyCalibrator
+from yolov8_trt_ros.core.backends.tensorrt.common import LOG, TRT_LOGGER, TRT_VERSION
+from yolov8_trt_ros.core.backends.tensorrt.plugins import append_nms
+from yolov8_trt_ros.core.calibration import CalibrationError, CalibrationImages, CalibrationKey
+from yolov8_trt_ros.core.config import EngineConfig, PostprocessConfig
+from yolov8_trt_ros.core.engine_cache import EngineKey
+
+
+class BuildPlan:
+    """What to build: which ONNX, at what precision, with which calibrator and cache key."""
+
+    def __init__(self, cfg: EngineConfig, post: PostprocessConfig, builder: trt.Builder) -> None:
+        self.cfg, self.post = cfg, post
+        fp32_model = read_model_info(cfg.model_path)
+        model = fp32_model
+        precision = cfg.precision
+        self.calibration_images: CalibrationImages | None = None
+        if precision == "int8" and not builder.platform_has_fast_int8:
+            LOG.warning("this GPU has no fast INT8: building FP16 instead")
+            precision = "fp16"
+        if precision == "int8" and not model.is_qdq:
+            sibling = int8_sibling(cfg.model_path)
+            if sibling.is_file():
+                model = read_model_info(sibling)
+                LOG.info("INT8 explicit: building the Q/DQ model %s", sibling.name)
+            else:
+                if TRT_VERSION >= (10, 1):
+                    LOG.warning(
+                        "implicit INT8 calibration is deprecated in TensorRT %s; run "
+                        "scripts/quantize_int8.py to write %s for explicit INT8",
+                        trt.__version__,
+                        sibling.name,
+                    )
+                try:
+                    self.calibration_images = CalibrationImages(
+                        cfg.calibration_dir,
+                        model.input_width,
+                        model.input_height,
+                        batch_size=1,
+                        limit=cfg.calibration_images,
+                    )
+                except CalibrationError as exc:
+                    raise BackendError(f"INT8 implicit calibration impossible: {exc}") from exc
+        if precision == "fp16" and not builder.platform_has_fast_fp16:
+            LOG.warning("this GPU has no fast FP16: building FP32 instead")
+            precision = "fp32"
+        self.model: ModelInfo = model
+        self.fp32_model = fp32_model
+        self.precision = precision
+        # FP16 input halves the upload; implicit calibration feeds FP32 batches, so it keeps FP32.
+        self.input_fp16 = precision == "fp16" or (precision == "int8" and self.calibration_images is None)
+        fixed = model.fixed_batch
+        self.min_batch = fixed or 1
+        self.opt_batch = fixed or cfg.batch_size
+        self.max_batch = fixed or cfg.max_batch_size
+
+    def calibration_key(self) -> CalibrationKey | None:
+        if self.calibration_images is None:
+            return None
+        return CalibrationKey(
+            model_sha256=self.model.sha256,
+            input_shape=(3, self.model.input_height, self.model.input_width),
+            image_set_sha256=self.calibration_images.sha256,
+            num_images=len(self.calibration_images.paths),
+            algorithm="entropy2",
+            tensorrt_version=trt.__version__,
+        )
+
+    def engine_key(self, gpu_name: str, capability: str) -> EngineKey:
+        cache = Path(self.cfg.calibration_cache)
+        calib_sha = file_sha256(cache) if self.calibration_images is not None and cache.is_file() else ""
+        options: dict[str, Any] = {
+            "workspace_mb": self.cfg.workspace_mb,
+            "input_fp16": self.input_fp16,
+            "input_hw": [self.model.input_height, self.model.input_width],
+        }
+        key = self.calibration_key()
+        if key is not None:  # the images and model the calibration must come from
+            options["calibration_key"] = hashlib.sha256(
+                json.dumps(key.as_dict(), sort_keys=True).encode()
+            ).hexdigest()
+        if self.cfg.end2end_nms:
+            options["nms"] = {
+                "conf": self.post.conf_threshold,
+                "iou": self.post.iou_threshold,
+                "max_det": self.post.max_detections,
+                "agnostic": self.post.class_agnostic,
+            }
+        return EngineKey(
+            onnx_sha256=self.model.sha256,
+            precision=self.precision,
+            calibration_sha256=calib_sha,
+            min_batch=self.min_batch,
+            opt_batch=self.opt_batch,
+            max_batch=self.max_batch,
+            tensorrt_version=trt.__version__,
+            gpu_name=gpu_name,
+            compute_capability=capability,
+            options=options,
+        )
+
+
+def build_engine(plan: BuildPlan, builder: trt.Builder) -> bytes:
+    """Serialized engine for ``plan`` (minutes on a Jetson; cached by the caller)."""
+    flags = 0 if TRT_VERSION >= (10,) else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, TRT_LOGGER)
+    if not parser.parse(Path(plan.model.path).read_bytes(), plan.model.path):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise BackendError(f"TensorRT cannot parse {plan.model.path}: {errors}")
+    image = network.get_input(0)
+    if plan.input_fp16:
+        image.dtype = trt.float16
+    if plan.cfg.end2end_nms:
+        append_nms(network, plan.model.num_classes, plan.post)
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, plan.cfg.workspace_mb << 20)
+    chw = (3, plan.model.input_height, plan.model.input_width)
+    profile = builder.create_optimization_profile()
+    profile.set_shape(
+        image.name,
+        trt.Dims([plan.min_batch, *chw]),
+        trt.Dims([plan.opt_batch, *chw]),
+        trt.Dims([plan.max_batch, *chw]),
+    )
+    config.add_optimization_profile(profile)
+    if plan.precision in ("fp16", "int8"):
+        config.set_flag(trt.BuilderFlag.FP16)
+    calibrator: EntropyCalibrator | None = None
+    if plan.precision == "int8":
+        config.set_flag(trt.BuilderFlag.INT8)
+        key = plan.calibration_key()
+        if key is not None and plan.calibration_images is not None:
+            calibrator = EntropyCalibrator(
+                plan.calibration_images, Path(plan.cfg.calibration_cache), key, plan.input_fp16
+            )
+            config.int8_calibrator = calibrator
+            calib_profile = builder.create_optimization_profile()
+            one = trt.Dims([1, *chw])
+            calib_profile.set_shape(image.name, one, one, one)
+            config.set_calibration_profile(calib_profile)
+    LOG.info(
+        "building TensorRT %s engine from %s (batch %d..%d, NMS %s); this takes a while",
+        plan.precision,
+        Path(plan.model.path).name,
+        plan.min_batch,
+        plan.max_batch,
+        "in engine" if plan.cfg.end2end_nms else "off",
+    )
+    try:
+        serialized = builder.build_serialized_network(network, config)
+    finally:
+        if calibrator is not None:
+            calibrator.free()
+    if serialized is None:
+        raise BackendError("TensorRT engine build failed (see the [TRT] errors above)")
+    return bytes(memoryview(serialized))
