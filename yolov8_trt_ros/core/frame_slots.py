@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 Frame = tuple[Hashable, Any]  # (stream, item)
@@ -24,11 +24,18 @@ Frame = tuple[Hashable, Any]  # (stream, item)
 class FrameSlots:
     """Per-stream keep-last-1 slots behind one condition variable; thread-safe."""
 
-    def __init__(self, streams: Sequence[Hashable], stale_after_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        streams: Sequence[Hashable],
+        stale_after_s: float = 1.0,
+        on_taken: Callable[[], None] | None = None,
+    ) -> None:
+        """``on_taken`` is called (outside the lock) after frames were taken: slots are free again."""
         if not streams:
             raise ValueError("FrameSlots needs at least one stream")
         self.streams: tuple[Hashable, ...] = tuple(streams)
         self._stale_after = stale_after_s
+        self._on_taken = on_taken
         self._cond = threading.Condition()
         self._items: dict[Hashable, Any] = {}
         self._arrival: dict[Hashable, float] = {}  # when each stream last delivered
@@ -49,6 +56,10 @@ class FrameSlots:
             self._cond.notify()
             return dropped
 
+    def waiting(self, stream: Hashable) -> bool:
+        """A frame of ``stream`` waits to be taken (its slot is full)."""
+        return stream in self._items
+
     # --- consumer side ----------------------------------------------------------------
     def take_batch(self, max_batch: int, timeout: float, fill_timeout: float = 0.0) -> list[Frame]:
         """Wait up to ``timeout`` for a frame, then up to ``fill_timeout`` for the other live streams.
@@ -67,7 +78,9 @@ class FrameSlots:
                     if left <= 0:
                         break
                     self._cond.wait(left)
-            return self._take(max_batch)
+            taken = self._take(max_batch)
+        self._taken()
+        return taken
 
     def take_full(self, max_batch: int) -> list[Frame]:
         """The waiting frames if they already make a full batch (no waiting), else nothing.
@@ -79,7 +92,13 @@ class FrameSlots:
         with self._cond:
             if self._closed or not self._items or not self._full(max_batch):
                 return []
-            return self._take(max_batch)
+            taken = self._take(max_batch)
+        self._taken()
+        return taken
+
+    def _taken(self) -> None:
+        if self._on_taken is not None:
+            self._on_taken()
 
     def _full(self, max_batch: int) -> bool:
         """Every live stream has a frame waiting, or there are ``max_batch`` of them."""

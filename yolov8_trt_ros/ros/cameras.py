@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from yolov8_trt_ros.core.config import ConfigError
+from yolov8_trt_ros.ros.frame_gate import SequenceGaps
 from yolov8_trt_ros.ros.serialization import FrameInterval
 
 
@@ -29,6 +30,8 @@ class Camera:
     debug_image: Any = None
     #: Time between this camera's processed frames (stamps), for track velocities.
     interval: FrameInterval = field(default_factory=FrameInterval)
+    #: Frames the middleware overwrote before the node took them (publisher sequence gaps).
+    gaps: SequenceGaps = field(default_factory=SequenceGaps)
 
     def output(self, name: str) -> str:
         return f"{self.prefix}{name}"

@@ -23,6 +23,7 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.subscription import MessageInfo
 from sensor_msgs.msg import CompressedImage, Image
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
@@ -37,6 +38,7 @@ from yolov8_trt_ros.ros import conversions, signals, spin
 from yolov8_trt_ros.ros.cameras import Camera, cameras_from
 from yolov8_trt_ros.ros.debug_image import DebugFrame, DebugImagePublisher
 from yolov8_trt_ros.ros.diagnostics import DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, NodeDiagnostics
+from yolov8_trt_ros.ros.frame_gate import SequenceGaps, SlotGate
 from yolov8_trt_ros.ros.labels import LABEL_INFO_QOS, LABEL_INFO_TOPIC, label_info_msg
 from yolov8_trt_ros.ros.parameters import (
     NodeOptions,
@@ -88,6 +90,7 @@ class YoloDetectorNode(LifecycleNode):
         self._slots: FrameSlots | None = None
         self._worker: InferenceWorker | None = None
         self._debug: DebugImagePublisher | None = None
+        self._frame_guard: Any = None
         self._subs: list[Any] = []
         # Not ``_timers``: that is rclpy's own list of the node's timers.
         self._run_timers: list[Any] = []
@@ -155,15 +158,22 @@ class YoloDetectorNode(LifecycleNode):
             self.get_logger().error("the previous inference thread is still running; activate refused")
             return TransitionCallbackReturn.FAILURE
         assert self.pipeline is not None
-        self._slots = FrameSlots(range(len(self._cameras)))
-        self._slots.open()
+        # The inference thread wakes the executor when it frees a slot: that camera's gated
+        # subscription is then waited on again and its newest frame taken (ros/frame_gate.py).
+        self._frame_guard = self.create_guard_condition(lambda: None)
+        slots = self._slots = FrameSlots(range(len(self._cameras)), on_taken=self._frame_guard.trigger)
+        slots.open()
         qos = self._opts.image_qos()
         for index, cam in enumerate(self._cameras):
             # raw: the callback gets the serialized bytes, parsed on the inference thread without
             # copying the pixels (rclpy's message conversion copies them, ~1.6 ms at 1080p).
             msg_type = CompressedImage if cam.compressed else Image
             callback = functools.partial(self._on_image, index)
-            self._subs.append(self.create_subscription(msg_type, cam.topic, callback, qos, raw=True))
+            gate = SlotGate(functools.partial(self._slot_free, slots, index))
+            cam.gaps = SequenceGaps()
+            self._subs.append(
+                self.create_subscription(msg_type, cam.topic, callback, qos, raw=True, callback_group=gate)
+            )
         max_batch = min(len(self._cameras), self.pipeline.backend.info.max_batch_size, self._batch_size())
         fill = self._opts.batch_timeout_ms / 1000.0
         self._debug = DebugImagePublisher(self._debug_published, self._debug_dropped, self._debug_error)
@@ -297,10 +307,22 @@ class YoloDetectorNode(LifecycleNode):
         if self._debug is not None:
             self._debug.stop()
             self._debug = None
+        if self._frame_guard is not None:
+            self.destroy_guard_condition(self._frame_guard)
+            self._frame_guard = None
 
     # --- frames ---------------------------------------------------------------------------
-    def _on_image(self, camera: int, raw: bytes) -> None:
+    @staticmethod
+    def _slot_free(slots: FrameSlots, camera: int) -> bool:
+        """The gate of a camera's subscription: open while its slot is empty (and slots open)."""
+        return not slots.closed and not slots.waiting(camera)
+
+    def _on_image(self, camera: int, raw: bytes, info: MessageInfo) -> None:
         """The executor's only per-frame work: count and store the bytes (keep-last per camera)."""
+        overwritten = self._cameras[camera].gaps.update(info)
+        if overwritten:  # reached the subscription, never taken: received and dropped
+            self.counters.inc("received", overwritten)
+            self.counters.inc("dropped", overwritten)
         self._diag.frame_received()
         if not self._opts.enable:
             self.counters.inc("paused")

@@ -69,7 +69,9 @@ class NodeOptions:
     # Best effort as cameras publish and qos_profile_sensor_data subscribes; "reliable" for a
     # reliable-only publisher (a reliable subscriber never matches a best-effort publisher).
     image_reliability: str = "best_effort"
-    image_qos_depth: int = 5  # qos_profile_sensor_data's depth
+    # 1: the history holds only the newest frame, the one the gated subscription takes next
+    # (ros/frame_gate.py); a deeper history would hand over older frames first.
+    image_qos_depth: int = 1
     image_topics: tuple[str, ...] = ()  # empty: the single ``image`` topic
     batch_timeout_ms: float = 10.0
     labels_file: str = ""
