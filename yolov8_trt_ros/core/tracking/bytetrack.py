@@ -33,9 +33,10 @@ Design: the tracks live in parallel NumPy arrays (struct of arrays) rather than 
 object per track, and the whole frame step is one compiled call
 (:func:`~yolov8_trt_ros.core.tracking.frame_step.frame_step`, numba), so a frame costs its
 arithmetic rather than the overhead of many small NumPy calls; this class keeps the state and
-the configuration and builds the published :class:`Track` objects. Track ids come from a per-instance counter, start at 1, only increase, and restart
-only on :meth:`ByteTracker.reset` (the reference code and older ultralytics releases used a
-class-wide counter shared by every tracker in the process).
+the configuration and builds the published :class:`Track` objects. Track ids come from a
+per-instance counter, start at 1, only increase, and restart only on :meth:`ByteTracker.reset`
+(the reference code and older ultralytics releases used a class-wide counter shared by every
+tracker in the process).
 
 Deliberate differences from the reference code (ByteTrack's and ultralytics' ``BYTETracker``),
 both at boundaries: a detection scoring exactly ``low_thresh`` counts as low (they need
@@ -48,7 +49,7 @@ frame longer. ``scripts/evaluate_tracker.py`` compares both on the same detectio
 from __future__ import annotations
 
 from itertools import repeat
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -68,7 +69,7 @@ _LOST = np.int8(fs.LOST)
 DUPLICATE_IOU_DISTANCE = 0.15
 
 
-def _kernel_array(a: npt.NDArray[np.generic], dtype: type[np.generic]) -> npt.NDArray[np.generic]:
+def _kernel_array(a: npt.NDArray[Any], dtype: type[np.generic]) -> npt.NDArray[Any]:
     """``a`` as a C-contiguous, writable array of ``dtype``, copied only when it is not one.
 
     The compiled step is specialised on layout and writability too: a read-only or strided
@@ -122,7 +123,11 @@ class ByteTracker:
         """
         cfg = self._checked(cfg)
         params = np.zeros(fs.N_PARAMS)
-        params[fs.P_TRACK], params[fs.P_LOW], params[fs.P_NEW] = cfg.track_thresh, cfg.low_thresh, cfg.new_track_thresh
+        params[fs.P_TRACK], params[fs.P_LOW], params[fs.P_NEW] = (
+            cfg.track_thresh,
+            cfg.low_thresh,
+            cfg.new_track_thresh,
+        )
         params[fs.P_MATCH], params[fs.P_SECOND] = cfg.match_thresh, cfg.second_match_thresh
         params[fs.P_UNCONF] = cfg.unconfirmed_match_thresh
         params[fs.P_BELOW_MATCH] = admissible_below(cfg.match_thresh)

@@ -61,7 +61,12 @@ def _xyxy32(mean: F64) -> F32:
 @jit
 def _xyah(boxes: F32, d: int) -> F64:
     """Float32 corner box ``d`` as float64 (cx, cy, w/h, h), as ``xyxy_to_xyah``."""
-    x1, y1, x2, y2 = np.float64(boxes[d, 0]), np.float64(boxes[d, 1]), np.float64(boxes[d, 2]), np.float64(boxes[d, 3])
+    x1, y1, x2, y2 = (
+        np.float64(boxes[d, 0]),
+        np.float64(boxes[d, 1]),
+        np.float64(boxes[d, 2]),
+        np.float64(boxes[d, 3]),
+    )
     w = x2 - x1
     h = y2 - y1
     z = np.empty(4)
@@ -239,7 +244,8 @@ def frame_step(
             pool[n_pool] = r
             n_pool += 1
     pool, unconfirmed = pool[:n_pool], unconfirmed[:n_unconf]
-    for r in pool:
+    for i in range(n_pool):
+        r = pool[i]
         if was_lost[r]:
             mean[r, 7] = 0.0  # a lost box does not keep shrinking or growing
         predict_track(mean, cov, r, noise)

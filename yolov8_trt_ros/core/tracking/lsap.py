@@ -90,7 +90,9 @@ def _solve_wide(cost: F64) -> I64:
     in_cols = np.zeros(nc, dtype=np.bool_)
     remaining = np.empty(nc, dtype=np.int64)
     for cur_row in range(nr):
-        sink, min_val = _augmenting_path(cost, u, v, path, row4col, shortest, cur_row, in_rows, in_cols, remaining)
+        sink, min_val = _augmenting_path(
+            cost, u, v, path, row4col, shortest, cur_row, in_rows, in_cols, remaining
+        )
         if sink < 0:
             return np.full(nr, -1, dtype=np.int64)
         u[cur_row] += min_val

@@ -23,6 +23,7 @@ from yolov8_trt_ros.core.tracking._jit import jit
 F32 = npt.NDArray[np.float32]
 IntP = npt.NDArray[np.intp]
 I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
 
 #: Cost given to pairs that must never match (e.g. different classes in class-aware mode);
 #: anything above every threshold works, a finite value keeps the arithmetic warning-free.
@@ -113,7 +114,13 @@ def linear_assignment(cost: npt.ArrayLike, thresh: float) -> tuple[IntP, IntP, I
         below = np.nextafter(below, c.dtype.type(-np.inf))
     pr, pc = np.nonzero(c <= below)  # NaN compares False: never matched
     row_match, col_match = assign_pairs(
-        n_rows, n_cols, pr.astype(np.int64), pc.astype(np.int64), c[pr, pc].astype(np.float64), pr.size, thresh
+        n_rows,
+        n_cols,
+        pr.astype(np.int64),
+        pc.astype(np.int64),
+        c[pr, pc].astype(np.float64),
+        pr.size,
+        thresh,
     )
     rows = (row_match >= 0).nonzero()[0]
     matches = np.stack([rows, row_match[rows]], axis=1).astype(np.intp)
