@@ -146,6 +146,20 @@ def test_detections_of_any_layout_give_the_same_tracks():
         assert plain.update(dets) == odd.update(strided)
 
 
+@pytest.mark.parametrize("fuse_score", [False, True])
+def test_detection_with_infinite_score_is_ignored(fuse_score: bool):
+    """The one deliberate difference from the NumPy tracker: it raised (SciPy rejects the -inf
+    fused cost) or tracked a score of inf; the compiled step drops it like a NaN score."""
+    tracker = ByteTracker(TrackerConfig(fuse_score=fuse_score))
+    box = np.array([[100.0, 100.0, 140.0, 180.0], [300.0, 100.0, 340.0, 180.0]], np.float32)
+    for _ in range(3):
+        out = tracker.update(Detections(box, np.array([np.inf, 0.9], np.float32), np.zeros(2, np.int32)))
+        assert [t.box_xyxy for t in out] == [tuple(map(float, box[1]))]
+    shifted = box + np.float32(2.0)
+    out = tracker.update(Detections(shifted, np.array([0.9, np.inf], np.float32), np.zeros(2, np.int32)))
+    assert len(out) == 0 and len(tracker.lost_tracks) == 1  # the first box starts a track, unpublished
+
+
 def test_kalman_kernels_equal_the_batched_filter_bit_for_bit():
     kf = KalmanFilterXYAH()
     noise = kf.noise_table

@@ -182,7 +182,8 @@ class ByteTracker:
         """Advance one frame with its detections; returns the confirmed tracks matched now.
 
         Raises :class:`TypeError` for anything but :class:`Detections`; boxes that are not
-        finite or have no area are ignored rather than fed to the Kalman filter.
+        finite or have no area, and scores that are not finite, are ignored rather than fed to
+        the Kalman filter and the assignment.
         """
         if not isinstance(dets, Detections):
             raise TypeError(f"ByteTracker.update expects Detections, got {type(dets).__name__}")

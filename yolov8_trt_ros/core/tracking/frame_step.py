@@ -210,15 +210,17 @@ def frame_step(
     n_trk, n_det = ids.size, scores.size
     t_track, t_low, t_new = np.float32(params[P_TRACK]), np.float32(params[P_LOW]), np.float32(params[P_NEW])
 
-    # Detections: high and low score bands; boxes that are not finite or have no area are dropped.
+    # Detections: high and low score bands; boxes that are not finite or have no area are dropped,
+    # and so are scores that are not finite (NaN never passed a threshold; +inf made the fused
+    # cost -inf, which SciPy rejected with an exception and no solver can rank).
     high = np.empty(n_det, dtype=np.int64)
     low = np.empty(n_det, dtype=np.int64)
     n_high = n_low = 0
     for d in range(n_det):
         x1, y1, x2, y2 = boxes[d, 0], boxes[d, 1], boxes[d, 2], boxes[d, 3]
         valid = np.isfinite(x1) and np.isfinite(y1) and np.isfinite(x2) and np.isfinite(y2)
-        valid = valid and x2 > x1 and y2 > y1
         s = scores[d]
+        valid = valid and x2 > x1 and y2 > y1 and np.isfinite(s)
         if valid and s >= t_track:
             high[n_high] = d
             n_high += 1
