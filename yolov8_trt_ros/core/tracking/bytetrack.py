@@ -43,7 +43,9 @@ both at boundaries: a detection scoring exactly ``low_thresh`` counts as low (th
 ``> low_thresh``), and removal of a stale lost track is final. The reference code marks such a
 track removed but only drops it from its lost pool one frame later, so it can still be re-found
 (with its old id, already reported as ended) in the next frame: in effect its buffer is one
-frame longer. ``scripts/evaluate_tracker.py`` compares both on the same detections.
+frame longer. ``scripts/evaluate_tracker.py`` compares both on the same detections. Bad input
+is dropped, not tracked: boxes that are not finite or have no area, and scores that are not
+finite.
 """
 
 from __future__ import annotations
