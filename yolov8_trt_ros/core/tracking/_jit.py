@@ -11,7 +11,7 @@ compile time (tens of seconds); :class:`ByteTracker` loads the kernels in its co
 that the first frame never does. numba invalidates a cached kernel when *its own* source file
 changes, not when a kernel it calls from another file does, so an edit of e.g. ``lsap.py`` would
 leave ``frame_step`` running the old solver (or failing at run time). The locators below
-therefore stamp every kernel of this package with a hash of all the package's sources; they
+therefore stamp every kernel of this package with one hash of all its kernel modules; they
 use numba's cache-locator classes, which are internal (renamed once, after 0.60: both names
 are tried); without them caching still works with numba's own stamps.
 
@@ -34,7 +34,13 @@ from numba.core import caching
 F = TypeVar("F", bound=Callable[..., Any])
 
 _PACKAGE = Path(__file__).resolve().parent
-_STAMP = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(_PACKAGE.glob("*.py")))).hexdigest()
+#: One stamp for all kernels: a hash of every module of this package that defines kernels.
+_KERNEL_SOURCES = [
+    text
+    for text in (p.read_bytes() for p in sorted(_PACKAGE.glob("*.py")))
+    if b"_jit import jit" in text or b"def jit(" in text
+]
+_STAMP = hashlib.sha256(b"".join(_KERNEL_SOURCES)).hexdigest()
 
 
 def _internal(name: str) -> Any:
