@@ -139,22 +139,54 @@ class ByteTracker:
         params[fs.P_BELOW_DUP] = np.nextafter(np.float32(DUPLICATE_IOU_DISTANCE), np.float32(-np.inf))
         params[fs.P_MIN_AREA] = cfg.min_box_area
         self._params = params
+        # Exact Python types: an int where the kernel was compiled for a bool (a YAML ``1``)
+        # would make numba compile a second version, for a minute, mid-stream.
+        self._flags = (int(cfg.max_time_lost), bool(cfg.fuse_score), bool(cfg.class_aware))
         self._cfg = cfg
 
     def reset(self) -> None:
         """Forget all tracks and restart ids at 1 (a new stream, or the node's cleanup)."""
         self._frame_id = 0
         self._next_id = 1
-        self._mean = np.zeros((0, 8), dtype=np.float64)
-        self._cov = np.zeros((0, 4, 4), dtype=np.float64)  # 2x2 blocks, see kalman.py
-        self._ids = np.zeros(0, dtype=np.int64)
-        self._cls = np.zeros(0, dtype=np.int32)
-        self._score = np.zeros(0, dtype=np.float32)
-        self._state = np.zeros(0, dtype=np.int8)
-        self._activated = np.zeros(0, dtype=bool)
-        self._start = np.zeros(0, dtype=np.int64)  # frame the track was born
-        self._last = np.zeros(0, dtype=np.int64)  # last frame it was matched
+        self._n = 0  # tracks held: rows [0, n) of the buffers below
+        self._allocate(16)
         self._removed_ids: list[int] = []
+
+    def _allocate(self, capacity: int) -> None:
+        """State and output buffers of ``capacity`` rows, keeping rows ``[0, n)``.
+
+        The compiled step works in place and needs room for every detection of a frame to start
+        a track (see :mod:`frame_step`); buffers grow by doubling, so this is rare.
+        """
+        n = self._n
+        old = getattr(self, "_mean", None)
+        new = (
+            np.zeros((capacity, 8), dtype=np.float64),
+            np.zeros((capacity, 4, 4), dtype=np.float64),  # 2x2 covariance blocks, see kalman.py
+            np.zeros(capacity, dtype=np.int64),  # id
+            np.zeros(capacity, dtype=np.int32),  # class
+            np.zeros(capacity, dtype=np.float32),  # score of the last match
+            np.zeros(capacity, dtype=np.int8),  # tracked / lost
+            np.zeros(capacity, dtype=bool),  # confirmed
+            np.zeros(capacity, dtype=np.int64),  # frame the track was born
+            np.zeros(capacity, dtype=np.int64),  # last frame it was matched
+        )
+        if old is not None and n:
+            for dst, src in zip(new, self._state_arrays(), strict=True):
+                dst[:n] = src[:n]
+        (
+            self._mean, self._cov, self._ids, self._cls, self._score, self._state, self._activated,
+            self._start, self._last,
+        ) = new  # fmt: skip
+        self._removed_buf = np.zeros(capacity, dtype=np.int64)
+        self._published_buf = np.zeros(capacity, dtype=np.int64)
+        self._published_boxes_buf = np.zeros((capacity, 4), dtype=np.float64)
+
+    def _state_arrays(self) -> tuple[npt.NDArray[Any], ...]:
+        return (
+            self._mean, self._cov, self._ids, self._cls, self._score, self._state, self._activated,
+            self._start, self._last,
+        )  # fmt: skip
 
     # -- read-only views -----------------------------------------------------------------------
     @property
@@ -165,7 +197,7 @@ class ByteTracker:
     @property
     def lost_tracks(self) -> list[Track]:
         """Tracks currently lost (kept for re-identification), with their predicted boxes."""
-        idx = (self._state == _LOST).nonzero()[0]
+        idx = (self._state[: self._n] == _LOST).nonzero()[0]
         boxes = xyah_to_xyxy(self._mean[idx])
         big = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > self._cfg.min_box_area
         return self._publish(idx[big], boxes[big], "lost")
@@ -177,7 +209,7 @@ class ByteTracker:
 
     def __len__(self) -> int:
         """Tracks held: tracked (confirmed or not) and lost."""
-        return int(self._ids.shape[0])
+        return self._n
 
     # -- the frame step ----------------------------------------------------------------------
     def update(self, dets: Detections) -> list[Track]:
@@ -189,20 +221,30 @@ class ByteTracker:
         """
         if not isinstance(dets, Detections):
             raise TypeError(f"ByteTracker.update expects Detections, got {type(dets).__name__}")
-        cfg = self._cfg
+        boxes = _kernel_array(dets.boxes, np.float32)
+        scores = _kernel_array(dets.scores, np.float32)
+        classes = _kernel_array(dets.class_ids, np.int32)
+        m = boxes.shape[0]
+        # The kernel does not check bounds: arrays changed after Detections validated them are
+        # checked here.
+        if boxes.ndim != 2 or boxes.shape[1] != 4 or scores.shape != (m,) or classes.shape != (m,):
+            raise ValueError(
+                f"inconsistent detection arrays: boxes {boxes.shape}, scores {scores.shape}, "
+                f"class ids {classes.shape}"
+            )
+        if self._n + m > self._ids.shape[0]:
+            self._allocate(max(2 * self._ids.shape[0], self._n + boxes.shape[0]))
         self._frame_id += 1
-        (
+        self._n, self._next_id, n_removed, n_published = fs.frame_step(
             self._mean, self._cov, self._ids, self._cls, self._score, self._state, self._activated,
-            self._start, self._last, self._next_id, removed, published, boxes,
-        ) = fs.frame_step(
-            self._mean, self._cov, self._ids, self._cls, self._score, self._state, self._activated,
-            self._start, self._last, self._next_id, self._frame_id,
-            _kernel_array(dets.boxes, np.float32), _kernel_array(dets.scores, np.float32),
-            _kernel_array(dets.class_ids, np.int32),
-            self._params, cfg.max_time_lost, cfg.fuse_score, cfg.class_aware, self._noise,
+            self._start, self._last, self._n, self._next_id, self._frame_id,
+            boxes, scores, classes, self._params, *self._flags, self._noise,
+            self._removed_buf, self._published_buf, self._published_boxes_buf,
         )  # fmt: skip
-        self._removed_ids = removed.tolist()
-        return self._publish(published, boxes, "tracked")
+        self._removed_ids = self._removed_buf[:n_removed].tolist()
+        return self._publish(
+            self._published_buf[:n_published], self._published_boxes_buf[:n_published], "tracked"
+        )
 
     def _publish(self, idx: IntP, boxes: npt.NDArray[np.float64], state: PublishedState) -> list[Track]:
         """:class:`Track` objects for rows ``idx`` with their corner boxes ``[len(idx), 4]``.

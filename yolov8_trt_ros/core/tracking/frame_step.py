@@ -11,6 +11,12 @@ of :mod:`bytetrack`, and every comparison and float operation is the NumPy formu
 (float32 thresholds on float32 scores and costs, as NumPy 2 compares them), so the published
 ids and boxes are identical; ``test/test_tracking_compiled.py`` checks this frame by frame.
 
+The state arrays are buffers with room to spare: rows ``[0, n)`` are the tracks, the kernel
+updates, compacts and appends in place and writes its outputs (ended ids, rows to publish and
+their boxes) into buffers as well, returning only counts. Why: numba converts every array it
+returns into a new NumPy object, and with a dozen arrays that cost more than a 10-object frame's
+arithmetic; the caller guarantees the room (``n`` + number of detections rows).
+
 Extension point for appearance (ReID) association: a stage's candidates and costs come from
 :func:`~yolov8_trt_ros.core.tracking.matching.admissible_pairs`; an embedding distance would be
 one more per-pair term there (with the embeddings as one more ``[N, D]`` state array here).
@@ -44,9 +50,8 @@ N_PARAMS = 11
 
 
 @jit
-def _xyxy32(mean: F64) -> F32:
-    """Corner boxes of all states (float64 formula of ``xyah_to_xyxy``, then float32)."""
-    n = mean.shape[0]
+def _xyxy32(mean: F64, n: int) -> F32:
+    """Corner boxes of states ``[0, n)`` (float64 formula of ``xyah_to_xyxy``, then float32)."""
     out = np.empty((n, 4), dtype=np.float32)
     for r in range(n):
         h = mean[r, 3]
@@ -61,12 +66,8 @@ def _xyxy32(mean: F64) -> F32:
 @jit
 def _xyah(boxes: F32, d: int) -> F64:
     """Float32 corner box ``d`` as float64 (cx, cy, w/h, h), as ``xyxy_to_xyah``."""
-    x1, y1, x2, y2 = (
-        np.float64(boxes[d, 0]),
-        np.float64(boxes[d, 1]),
-        np.float64(boxes[d, 2]),
-        np.float64(boxes[d, 3]),
-    )
+    x1, y1 = np.float64(boxes[d, 0]), np.float64(boxes[d, 1])
+    x2, y2 = np.float64(boxes[d, 2]), np.float64(boxes[d, 3])
     w = x2 - x1
     h = y2 - y1
     z = np.empty(4)
@@ -131,8 +132,9 @@ def _apply_matches(
 
 
 @jit
-def _compact(
-    keep: B,
+def _remove(
+    remove: B,
+    n: int,
     mean: F64,
     cov: F64,
     ids: I64,
@@ -142,41 +144,33 @@ def _compact(
     activated: B,
     start: I64,
     last: I64,
-    extra: int,
-) -> tuple[F64, F64, I64, I32, F32, I8, B, I64, I64]:
-    """The rows in ``keep``, in order, with room for ``extra`` more at the end."""
-    n = int(keep.sum()) + extra
-    if n == keep.size and extra == 0:
-        return mean, cov, ids, cls, score, state, activated, start, last
-    out = (
-        np.empty((n, 8)),
-        np.empty((n, 4, 4)),
-        np.empty(n, dtype=np.int64),
-        np.empty(n, dtype=np.int32),
-        np.empty(n, dtype=np.float32),
-        np.empty(n, dtype=np.int8),
-        np.empty(n, dtype=np.bool_),
-        np.empty(n, dtype=np.int64),
-        np.empty(n, dtype=np.int64),
-    )
-    new_mean, new_cov = out[0], out[1]
+    removed: I64,
+    n_removed: int,
+) -> tuple[int, int]:
+    """Drop rows ``remove`` of ``[0, n)`` in place, keeping the order; the ids of the published
+    ones (activated) are appended to ``removed``. Returns the new ``n`` and ``n_removed``."""
     k = 0
-    for r in range(keep.size):
-        if keep[r]:
+    for r in range(n):
+        if remove[r]:
+            if activated[r]:  # unconfirmed tracks were never published
+                removed[n_removed] = ids[r]
+                n_removed += 1
+            continue
+        if k != r:
             for j in range(8):
-                new_mean[k, j] = mean[r, j]
+                mean[k, j] = mean[r, j]
             for p in range(4):
                 for j in range(4):
-                    new_cov[k, p, j] = cov[r, p, j]
-            out[2][k] = ids[r]
-            out[3][k] = cls[r]
-            out[4][k] = score[r]
-            out[5][k] = state[r]
-            out[6][k] = activated[r]
-            out[7][k] = start[r]
-            out[8][k] = last[r]
-            k += 1
-    return out
+                    cov[k, p, j] = cov[r, p, j]
+            ids[k] = ids[r]
+            cls[k] = cls[r]
+            score[k] = score[r]
+            state[k] = state[r]
+            activated[k] = activated[r]
+            start[k] = start[r]
+            last[k] = last[r]
+        k += 1
+    return k, n_removed
 
 
 @jit
@@ -190,6 +184,7 @@ def frame_step(
     activated: B,
     start: I64,
     last: I64,
+    n: int,
     next_id: int,
     frame: int,
     boxes: F32,
@@ -200,14 +195,18 @@ def frame_step(
     fuse: bool,
     class_aware: bool,
     noise: F64,
-) -> tuple[F64, F64, I64, I32, F32, I8, B, I64, I64, int, I64, I64, F64]:
-    """Advance the tracks (rows of the state arrays) by one frame with its detections.
+    removed: I64,
+    published: I64,
+    published_boxes: F64,
+) -> tuple[int, int, int, int]:
+    """Advance tracks ``[0, n)`` of the state buffers by one frame with its detections.
 
-    The state arrays are updated in place where their length does not change and returned
-    (new arrays where tracks were removed or born). Also returns the next free id, the ids of
-    the published tracks that ended, and the rows to publish with their corner boxes ``[P, 4]``.
+    Updates the buffers in place (they need ``n + len(scores)`` rows) and writes the ids of the
+    published tracks that ended to ``removed``, the rows to publish to ``published`` and their
+    corner boxes to ``published_boxes``. Returns the new ``n``, the next free id and the numbers
+    of ended ids and of published rows.
     """
-    n_trk, n_det = ids.size, scores.size
+    n_det = scores.size
     t_track, t_low, t_new = np.float32(params[P_TRACK]), np.float32(params[P_LOW]), np.float32(params[P_NEW])
 
     # Detections: high and low score bands; boxes that are not finite or have no area are dropped,
@@ -230,18 +229,18 @@ def frame_step(
     high, low = high[:n_high], low[:n_low]
 
     # Prediction of confirmed tracks, tracked then lost (the first association's row order).
-    was_lost = state == LOST
-    pool = np.empty(n_trk, dtype=np.int64)
-    unconfirmed = np.empty(n_trk, dtype=np.int64)
+    was_lost = state[:n] == LOST
+    pool = np.empty(n, dtype=np.int64)
+    unconfirmed = np.empty(n, dtype=np.int64)
     n_pool = n_unconf = 0
-    for r in range(n_trk):
+    for r in range(n):
         if state[r] == TRACKED and activated[r]:
             pool[n_pool] = r
             n_pool += 1
         elif state[r] == TRACKED:
             unconfirmed[n_unconf] = r
             n_unconf += 1
-    for r in range(n_trk):
+    for r in range(n):
         if was_lost[r]:
             pool[n_pool] = r
             n_pool += 1
@@ -251,7 +250,7 @@ def frame_step(
         if was_lost[r]:
             mean[r, 7] = 0.0  # a lost box does not keep shrinking or growing
         predict_track(mean, cov, r, noise)
-    trk_boxes = _xyxy32(mean)
+    trk_boxes = _xyxy32(mean, n)
 
     # 1st association: high detections with tracked + lost tracks.
     m1, c1 = _associate(
@@ -279,23 +278,19 @@ def frame_step(
         if m2[i] < 0:
             state[rest[i]] = LOST
 
-    # Lifecycle: unconfirmed without a match and lost tracks past the buffer end.
-    remove = np.zeros(n_trk, dtype=np.bool_)
+    # Lifecycle: unconfirmed without a match and lost tracks past the buffer end; then births.
+    remove = np.zeros(n, dtype=np.bool_)
     for i in range(unconfirmed.size):
         if m3[i] < 0:
             remove[unconfirmed[i]] = True
-    for r in range(n_trk):
+    for r in range(n):
         if was_lost[r] and state[r] == LOST and frame - last[r] > max_time_lost:
             remove[r] = True
-    removed = ids[remove & activated]  # unconfirmed tracks were never published
+    state_arrays = (mean, cov, ids, cls, score, state, activated, start, last)
+    n, n_removed = _remove(remove, n, *state_arrays, removed, 0)
     born = high_left[(c3 < 0) & (scores[high_left] >= t_new)]
-    n_born = born.size
-    mean, cov, ids, cls, score, state, activated, start, last = _compact(
-        ~remove, mean, cov, ids, cls, score, state, activated, start, last, n_born
-    )
-    n_kept = ids.size - n_born
-    for i in range(n_born):
-        r, d = n_kept + i, born[i]
+    for i in range(born.size):
+        r, d = n + i, born[i]
         initiate_track(mean, cov, r, _xyah(boxes, d), noise)
         ids[r] = next_id + i
         cls[r] = classes[d]
@@ -304,47 +299,39 @@ def frame_step(
         activated[r] = frame == 1
         start[r] = frame
         last[r] = frame
-    next_id += n_born
+    n += born.size
+    next_id += born.size
 
     # Of a tracked and a lost track with IoU > 0.85 drop the one followed for fewer frames.
-    trk_boxes = _xyxy32(mean)
-    tracked = (state == TRACKED).nonzero()[0]
-    lost = (state == LOST).nonzero()[0]
-    pr, pc, _, n = admissible_pairs(
+    trk_boxes = _xyxy32(mean, n)
+    tracked = (state[:n] == TRACKED).nonzero()[0]
+    lost = (state[:n] == LOST).nonzero()[0]
+    pr, pc, _, n_pairs = admissible_pairs(
         trk_boxes[tracked], trk_boxes[lost], score[lost], False, cls[tracked], cls[lost], class_aware,
         np.float32(params[P_BELOW_DUP]),
     )  # fmt: skip
-    if n:
-        span = last - start
-        remove = np.zeros(ids.size, dtype=np.bool_)
-        for k in range(n):
+    if n_pairs:
+        remove = np.zeros(n, dtype=np.bool_)
+        for k in range(n_pairs):
             p, q = tracked[pr[k]], lost[pc[k]]
-            if span[p] > span[q]:
+            if last[p] - start[p] > last[q] - start[q]:
                 remove[q] = True
             else:
                 remove[p] = True
-        removed = np.concatenate((removed, ids[remove & activated]))
-        mean, cov, ids, cls, score, state, activated, start, last = _compact(
-            ~remove, mean, cov, ids, cls, score, state, activated, start, last, 0
-        )
+        n, n_removed = _remove(remove, n, *state_arrays, removed, n_removed)
 
     # Published: confirmed tracked tracks whose box is larger than min_box_area.
-    pub = np.empty(ids.size, dtype=np.int64)
-    pub_boxes = np.empty((ids.size, 4))
     n_pub = 0
     min_area = params[P_MIN_AREA]
-    for r in range(ids.size):
+    for r in range(n):
         if state[r] == TRACKED and activated[r]:
             h = mean[r, 3]
             w = mean[r, 2] * h
             x1, y1 = mean[r, 0] - w / 2.0, mean[r, 1] - h / 2.0
             x2, y2 = mean[r, 0] + w / 2.0, mean[r, 1] + h / 2.0
             if (x2 - x1) * (y2 - y1) > min_area:
-                pub[n_pub] = r
-                pub_boxes[n_pub, 0], pub_boxes[n_pub, 1] = x1, y1
-                pub_boxes[n_pub, 2], pub_boxes[n_pub, 3] = x2, y2
+                published[n_pub] = r
+                published_boxes[n_pub, 0], published_boxes[n_pub, 1] = x1, y1
+                published_boxes[n_pub, 2], published_boxes[n_pub, 3] = x2, y2
                 n_pub += 1
-    return (
-        mean, cov, ids, cls, score, state, activated, start, last, next_id, removed,
-        pub[:n_pub], pub_boxes[:n_pub],
-    )  # fmt: skip
+    return n, next_id, n_removed, n_pub
