@@ -17,7 +17,7 @@ from _bytetrack_numpy import NumpyByteTracker
 from scipy.optimize import linear_sum_assignment as scipy_lsa
 
 from yolov8_trt_ros.core.config import TrackerConfig
-from yolov8_trt_ros.core.tracking import lsap
+from yolov8_trt_ros.core.tracking import frame_step, lsap
 from yolov8_trt_ros.core.tracking.bytetrack import ByteTracker
 from yolov8_trt_ros.core.tracking.kalman import (
     KalmanFilterXYAH,
@@ -144,6 +144,29 @@ def test_detections_of_any_layout_give_the_same_tracks():
             dets.class_ids.astype(np.int64),
         )
         assert plain.update(dets) == odd.update(strided)
+
+
+def test_one_compiled_version_whatever_the_input_types():
+    """Odd array layouts and int flags (e.g. from YAML) are converted, never compiled for: a second
+    compilation would stall a stream for a minute."""
+    cfg = TrackerConfig(fuse_score=1, class_aware=0, track_buffer=30)
+    tracker = ByteTracker(cfg)
+    tracker.update_config(dataclasses.replace(cfg, fuse_score=0))
+    boxes = np.array([[10, 10, 50, 90], [100, 10, 140, 90]], dtype=np.float64)
+    dets = Detections(boxes, np.array([0.9, 0.8]), np.array([0, 1]))
+    dets.boxes = np.asfortranarray(dets.boxes)
+    assert len(tracker.update(dets)) == 2
+    assert len(frame_step.frame_step.signatures) == 1
+
+
+def test_inconsistent_detection_arrays_are_rejected():
+    """The kernel does not check bounds; arrays changed after validation are checked before it."""
+    tracker = ByteTracker()
+    dets = Detections(np.zeros((2, 4)), np.ones(2), np.zeros(2))
+    dets.scores = np.ones(3, dtype=np.float32)
+    with pytest.raises(ValueError, match="inconsistent detection arrays"):
+        tracker.update(dets)
+    assert tracker.update(Detections.empty()) == [] and tracker.frame_id == 1
 
 
 @pytest.mark.parametrize("fuse_score", [False, True])
