@@ -149,6 +149,7 @@ def test_detections_of_any_layout_give_the_same_tracks():
 def test_one_compiled_version_whatever_the_input_types():
     """Odd array layouts and int flags (e.g. from YAML) are converted, never compiled for: a second
     compilation would stall a stream for a minute."""
+    ByteTracker()  # the version for well-typed input, whatever ran before in this process
     cfg = TrackerConfig(fuse_score=1, class_aware=0, track_buffer=30)
     tracker = ByteTracker(cfg)
     tracker.update_config(dataclasses.replace(cfg, fuse_score=0))
