@@ -8,7 +8,7 @@ Scene: a 1920x1080 frame with N objects (20-100 px sides) moving at 1-6 px/frame
 velocity, bouncing off the borders, so objects cross and overlap (200 objects cover about a
 third of the frame). Detections per frame:
 each object with 4 % box-edge jitter, missed 5 % of the time, 10 % scored in the low band
-(second association), plus N/20 false positives. Both trackers get exactly the same
+(second association), plus N/20 false positives. All trackers get exactly the same
 detections; the time is ``update`` alone (ours returns ``list[Track]``, ultralytics its
 array), median and 90th percentile over the measured frames after a warm-up. "numpy" is the
 vectorised NumPy tracker that the compiled one replaced (``test/_bytetrack_numpy.py``, the
