@@ -160,7 +160,7 @@ class ByteTracker:
         """
         n = self._n
         old = getattr(self, "_mean", None)
-        new = (
+        new: tuple[npt.NDArray[Any], ...] = (
             np.zeros((capacity, 8), dtype=np.float64),
             np.zeros((capacity, 4, 4), dtype=np.float64),  # 2x2 covariance blocks, see kalman.py
             np.zeros(capacity, dtype=np.int64),  # id
