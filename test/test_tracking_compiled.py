@@ -232,6 +232,19 @@ def test_admissible_pairs_are_the_dense_costs_below_the_threshold(fuse: bool, cl
         assert got == want  # same pairs, bit-identical float32 costs
 
 
+def test_admissible_pairs_buffer_grows_for_a_pile_of_boxes():
+    """All 40x40 pairs overlap (more than the initial room for pairs)."""
+    rng = np.random.default_rng(3)
+    a = (np.array([100, 100, 160, 220]) + rng.uniform(-3, 3, (40, 4))).astype(np.float32)
+    b = (np.array([100, 100, 160, 220]) + rng.uniform(-3, 3, (40, 4))).astype(np.float32)
+    cls = np.zeros(40, dtype=np.int32)
+    rows, cols, costs, k = admissible_pairs(
+        a, b, np.ones(40, np.float32), False, cls, cls, False, admissible_below(1.0)
+    )
+    dense = iou_distance(a, b)
+    assert k == 1600 and np.array_equal(dense[rows[:k], cols[:k]], costs[:k].astype(np.float32))
+
+
 def test_compiled_solver_equals_scipy_including_ties():
     rng = np.random.default_rng(2)
     for i in range(3000):
