@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Time per frame of our ByteTracker and of ultralytics' BYTETracker at 10, 50 and 200 objects.
+"""Time per frame of our ByteTracker, its NumPy predecessor and ultralytics' BYTETracker.
 
     python benchmarks/tracker_speed.py                       # prints a Markdown table
     python benchmarks/tracker_speed.py --markdown benchmarks/tracking.md
@@ -8,9 +8,11 @@ Scene: a 1920x1080 frame with N objects (20-100 px sides) moving at 1-6 px/frame
 velocity, bouncing off the borders, so objects cross and overlap (200 objects cover about a
 third of the frame). Detections per frame:
 each object with 4 % box-edge jitter, missed 5 % of the time, 10 % scored in the low band
-(second association), plus N/20 false positives. Both trackers get exactly the same
+(second association), plus N/20 false positives. All trackers get exactly the same
 detections; the time is ``update`` alone (ours returns ``list[Track]``, ultralytics its
-array), median and 90th percentile over the measured frames after a warm-up.
+array), median and 90th percentile over the measured frames after a warm-up. "numpy" is the
+vectorised NumPy tracker that the compiled one replaced (``test/_bytetrack_numpy.py``, the
+tests' reference), timed in the same run for a before/after comparison on the same machine.
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
 os.environ.setdefault("YOLO_OFFLINE", "1")
+
+from _bytetrack_numpy import NumpyByteTracker
 
 from scripts.evaluate_tracker import UltralyticsTracker, ultralytics_results
 from yolov8_trt_ros.core.config import TrackerConfig
@@ -81,6 +86,8 @@ def time_tracker(name: str, dets: list[Detections], warmup: int) -> list[float]:
     inputs: list[Any]
     if name == "ours":
         update, inputs = ByteTracker(cfg).update, list(dets)
+    elif name == "numpy":
+        update, inputs = NumpyByteTracker(cfg).update, list(dets)
     else:
         update, inputs = UltralyticsTracker(cfg).tracker.update, [ultralytics_results(d) for d in dets]
     times = []
@@ -101,20 +108,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--markdown", type=Path, help="append a dated results section to this file")
     args = p.parse_args(argv)
 
-    rows = ["| objects | tracks out (median) | ours median ms | ours p90 ms | ultralytics median ms | "
-            "ultralytics p90 ms | speed-up (median) |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    names = ("ours", "numpy", "ultralytics")
+    rows = ["| objects | tracks out (median) | ours median ms | ours p90 ms | numpy (before) median ms | "
+            "numpy p90 ms | ultralytics median ms | ultralytics p90 ms | speed-up vs numpy | "
+            "speed-up vs ultralytics |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for n in args.objects:
         dets = scene(n, args.frames + args.warmup, args.seed)
         tracker = ByteTracker(TrackerConfig())
         n_out = statistics.median(len(tracker.update(d)) for d in dets)
         res = {}
-        for name in ("ours", "ultralytics"):
+        for name in names:
             t = np.array(time_tracker(name, dets, args.warmup)) * 1e3
             res[name] = (float(np.median(t)), float(np.percentile(t, 90)))
-        ours, ref = res["ours"], res["ultralytics"]
+        ours, old, ref = res["ours"], res["numpy"], res["ultralytics"]
         rows.append(
-            f"| {n} | {n_out:.0f} | {ours[0]:.3f} | {ours[1]:.3f} | {ref[0]:.3f} | {ref[1]:.3f} | "
-            f"{ref[0] / ours[0]:.1f}x |"
+            f"| {n} | {n_out:.0f} | {ours[0]:.3f} | {ours[1]:.3f} | {old[0]:.3f} | {old[1]:.3f} | "
+            f"{ref[0]:.3f} | {ref[1]:.3f} | {old[0] / ours[0]:.1f}x | {ref[0] / ours[0]:.1f}x |"
         )
     table = "\n".join(rows) + "\n"
     print(table)

@@ -189,5 +189,13 @@ fi
 # --- model -----------------------------------------------------------------------------
 # shellcheck disable=SC1091
 source "$ROOT/scripts/env.sh"
+# The tracker's numba kernels compile on first use (tens of seconds) into a disk cache; do it
+# here, once per change of their sources, rather than in the node's first configure or test.
+TRACKER_HASH="$(hash_of yolov8_trt_ros/core/tracking/*.py)-$(python -c 'import numba; print(numba.__version__)')"
+if [[ "$(cat "$WS/.tracker-stamp" 2>/dev/null)" != "$TRACKER_HASH" ]]; then
+  log "compiling the tracker's kernels (numba cache)"
+  python -c 'from yolov8_trt_ros.core.tracking import ByteTracker; ByteTracker()'
+  echo "$TRACKER_HASH" > "$WS/.tracker-stamp"
+fi
 bash "$ROOT/scripts/prepare_model.sh" ${WEIGHTS:+--weights "$WEIGHTS"}
 log "ready: source scripts/env.sh"

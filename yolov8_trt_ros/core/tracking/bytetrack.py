@@ -30,39 +30,57 @@ latest detection (ultralytics' behaviour, useful when the detector flickers betw
 classes).
 
 Design: the tracks live in parallel NumPy arrays (struct of arrays) rather than one Python
-object per track, so prediction, every association stage and the Kalman correction of all
-matched tracks are a fixed number of vectorised calls per frame whatever the number of
-objects. Track ids come from a per-instance counter, start at 1, only increase, and restart
-only on :meth:`ByteTracker.reset` (the reference code and older ultralytics releases used a
-class-wide counter shared by every tracker in the process).
+object per track, and the whole frame step is one compiled call
+(:func:`~yolov8_trt_ros.core.tracking.frame_step.frame_step`, numba), so a frame costs its
+arithmetic rather than the overhead of many small NumPy calls; this class keeps the state and
+the configuration and builds the published :class:`Track` objects. Track ids come from a
+per-instance counter, start at 1, only increase, and restart only on :meth:`ByteTracker.reset`
+(the reference code and older ultralytics releases used a class-wide counter shared by every
+tracker in the process).
 
 Deliberate differences from the reference code (ByteTrack's and ultralytics' ``BYTETracker``),
 both at boundaries: a detection scoring exactly ``low_thresh`` counts as low (they need
 ``> low_thresh``), and removal of a stale lost track is final. The reference code marks such a
 track removed but only drops it from its lost pool one frame later, so it can still be re-found
 (with its old id, already reported as ended) in the next frame: in effect its buffer is one
-frame longer. ``scripts/evaluate_tracker.py`` compares both on the same detections.
+frame longer. ``scripts/evaluate_tracker.py`` compares both on the same detections. Bad input
+is dropped, not tracked: boxes that are not finite or have no area, and scores that are not
+finite.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from itertools import repeat
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from yolov8_trt_ros.core.config import ConfigError, TrackerConfig
-from yolov8_trt_ros.core.tracking.kalman import KalmanFilterXYAH, xyah_to_xyxy, xyxy_to_xyah
-from yolov8_trt_ros.core.tracking.matching import FORBIDDEN_COST, fuse_score, iou_distance, linear_assignment
+from yolov8_trt_ros.core.tracking import frame_step as fs
+from yolov8_trt_ros.core.tracking.kalman import KalmanFilterXYAH, xyah_to_xyxy
+from yolov8_trt_ros.core.tracking.matching import admissible_below
 from yolov8_trt_ros.core.types import Detections, Track
 
 IntP = npt.NDArray[np.intp]
 PublishedState = Literal["tracked", "lost"]
 
-_TRACKED = np.int8(1)
-_LOST = np.int8(2)
+_TRACKED = np.int8(fs.TRACKED)
+_LOST = np.int8(fs.LOST)
 #: Tracked/lost pairs closer than this IoU distance are duplicates (IoU > 0.85), as published.
 DUPLICATE_IOU_DISTANCE = 0.15
+
+
+def _kernel_array(a: npt.NDArray[Any], dtype: type[np.generic]) -> npt.NDArray[Any]:
+    """``a`` as a C-contiguous, writable array of ``dtype``, copied only when it is not one.
+
+    The compiled step is specialised on layout and writability too: a read-only or strided
+    input (e.g. a view of a ROS message buffer) would otherwise trigger a second compilation,
+    seconds long, in the middle of a stream.
+    """
+    if a.dtype != dtype or not a.flags.c_contiguous or not a.flags.writeable:
+        return np.array(a, dtype=dtype, order="C")
+    return a
 
 
 class ByteTracker:
@@ -72,11 +90,17 @@ class ByteTracker:
     pixels (an empty :class:`Detections` for a frame without any), and returns the confirmed
     tracks matched in that frame. ``TrackerConfig.enabled`` is for the caller, which skips the
     tracker altogether when it is off.
+
+    The constructor runs the compiled step once on an empty frame, so that loading (or, right
+    after an install, compiling: seconds) happens there and not on the first real frame.
     """
 
     def __init__(self, cfg: TrackerConfig | None = None) -> None:
-        self._cfg = self._checked(cfg if cfg is not None else TrackerConfig())
         self._kf = KalmanFilterXYAH()
+        self._noise = self._kf.noise_table
+        self.update_config(cfg if cfg is not None else TrackerConfig())
+        self.reset()
+        self.update(Detections.empty())  # warm-up, see the class docstring
         self.reset()
 
     # -- configuration and lifecycle -----------------------------------------------------------
@@ -99,22 +123,70 @@ class ByteTracker:
         Raises :class:`ConfigError` (and keeps the old configuration) if ``cfg`` is invalid.
         A shorter ``track_buffer`` applies to the tracks that are already lost.
         """
-        self._cfg = self._checked(cfg)
+        cfg = self._checked(cfg)
+        params = np.zeros(fs.N_PARAMS)
+        params[fs.P_TRACK], params[fs.P_LOW], params[fs.P_NEW] = (
+            cfg.track_thresh,
+            cfg.low_thresh,
+            cfg.new_track_thresh,
+        )
+        params[fs.P_MATCH], params[fs.P_SECOND] = cfg.match_thresh, cfg.second_match_thresh
+        params[fs.P_UNCONF] = cfg.unconfirmed_match_thresh
+        params[fs.P_BELOW_MATCH] = admissible_below(cfg.match_thresh)
+        params[fs.P_BELOW_SECOND] = admissible_below(cfg.second_match_thresh)
+        params[fs.P_BELOW_UNCONF] = admissible_below(cfg.unconfirmed_match_thresh)
+        # ``distance < 0.15`` on float32 distances, as NumPy compares them.
+        params[fs.P_BELOW_DUP] = np.nextafter(np.float32(DUPLICATE_IOU_DISTANCE), np.float32(-np.inf))
+        params[fs.P_MIN_AREA] = cfg.min_box_area
+        self._params = params
+        # Exact Python types: an int where the kernel was compiled for a bool (a YAML ``1``)
+        # would make numba compile a second version, for a minute, mid-stream.
+        self._flags = (int(cfg.max_time_lost), bool(cfg.fuse_score), bool(cfg.class_aware))
+        self._cfg = cfg
 
     def reset(self) -> None:
         """Forget all tracks and restart ids at 1 (a new stream, or the node's cleanup)."""
         self._frame_id = 0
         self._next_id = 1
-        self._mean = np.zeros((0, 8), dtype=np.float64)
-        self._cov = np.zeros((0, 8, 8), dtype=np.float64)
-        self._ids = np.zeros(0, dtype=np.int64)
-        self._cls = np.zeros(0, dtype=np.int32)
-        self._score = np.zeros(0, dtype=np.float32)
-        self._state = np.zeros(0, dtype=np.int8)
-        self._activated = np.zeros(0, dtype=bool)
-        self._start = np.zeros(0, dtype=np.int64)  # frame the track was born
-        self._last = np.zeros(0, dtype=np.int64)  # last frame it was matched
+        self._n = 0  # tracks held: rows [0, n) of the buffers below
+        self._allocate(16)
         self._removed_ids: list[int] = []
+
+    def _allocate(self, capacity: int) -> None:
+        """State and output buffers of ``capacity`` rows, keeping rows ``[0, n)``.
+
+        The compiled step works in place and needs room for every detection of a frame to start
+        a track (see :mod:`frame_step`); buffers grow by doubling, so this is rare.
+        """
+        n = self._n
+        old = getattr(self, "_mean", None)
+        new: tuple[npt.NDArray[Any], ...] = (
+            np.zeros((capacity, 8), dtype=np.float64),
+            np.zeros((capacity, 4, 4), dtype=np.float64),  # 2x2 covariance blocks, see kalman.py
+            np.zeros(capacity, dtype=np.int64),  # id
+            np.zeros(capacity, dtype=np.int32),  # class
+            np.zeros(capacity, dtype=np.float32),  # score of the last match
+            np.zeros(capacity, dtype=np.int8),  # tracked / lost
+            np.zeros(capacity, dtype=bool),  # confirmed
+            np.zeros(capacity, dtype=np.int64),  # frame the track was born
+            np.zeros(capacity, dtype=np.int64),  # last frame it was matched
+        )
+        if old is not None and n:
+            for dst, src in zip(new, self._state_arrays(), strict=True):
+                dst[:n] = src[:n]
+        (
+            self._mean, self._cov, self._ids, self._cls, self._score, self._state, self._activated,
+            self._start, self._last,
+        ) = new  # fmt: skip
+        self._removed_buf = np.zeros(capacity, dtype=np.int64)
+        self._published_buf = np.zeros(capacity, dtype=np.int64)
+        self._published_boxes_buf = np.zeros((capacity, 4), dtype=np.float64)
+
+    def _state_arrays(self) -> tuple[npt.NDArray[Any], ...]:
+        return (
+            self._mean, self._cov, self._ids, self._cls, self._score, self._state, self._activated,
+            self._start, self._last,
+        )  # fmt: skip
 
     # -- read-only views -----------------------------------------------------------------------
     @property
@@ -125,7 +197,10 @@ class ByteTracker:
     @property
     def lost_tracks(self) -> list[Track]:
         """Tracks currently lost (kept for re-identification), with their predicted boxes."""
-        return self._publish((self._state == _LOST).nonzero()[0], "lost")
+        idx = (self._state[: self._n] == _LOST).nonzero()[0]
+        boxes = xyah_to_xyxy(self._mean[idx])
+        big = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > self._cfg.min_box_area
+        return self._publish(idx[big], boxes[big], "lost")
 
     @property
     def removed_ids(self) -> list[int]:
@@ -134,184 +209,61 @@ class ByteTracker:
 
     def __len__(self) -> int:
         """Tracks held: tracked (confirmed or not) and lost."""
-        return int(self._ids.shape[0])
+        return self._n
 
     # -- the frame step ----------------------------------------------------------------------
     def update(self, dets: Detections) -> list[Track]:
         """Advance one frame with its detections; returns the confirmed tracks matched now.
 
         Raises :class:`TypeError` for anything but :class:`Detections`; boxes that are not
-        finite or have no area are ignored rather than fed to the Kalman filter.
+        finite or have no area, and scores that are not finite, are ignored rather than fed to
+        the Kalman filter and the assignment.
         """
         if not isinstance(dets, Detections):
             raise TypeError(f"ByteTracker.update expects Detections, got {type(dets).__name__}")
-        cfg = self._cfg
-        self._frame_id += 1
-        frame = self._frame_id
-        self._removed_ids = []
-
-        boxes, scores, classes = dets.boxes, dets.scores, dets.class_ids
-        valid = (  # NaN compares False, so NaN boxes and scores fall out here too
-            np.isfinite(boxes).all(axis=1) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        )
-        high = (valid & (scores >= cfg.track_thresh)).nonzero()[0]
-        low = (valid & (scores >= cfg.low_thresh) & (scores < cfg.track_thresh)).nonzero()[0]
-
-        state = self._state
-        tracked = state == _TRACKED
-        was_lost = state == _LOST
-        unconfirmed = (tracked & ~self._activated).nonzero()[0]
-        pool = np.concatenate([(tracked & self._activated).nonzero()[0], was_lost.nonzero()[0]])
-
-        if pool.size:
-            mean = self._mean[pool]
-            mean[was_lost[pool], 7] = 0.0
-            self._mean[pool], self._cov[pool] = self._kf.multi_predict(mean, self._cov[pool])
-        track_boxes = xyah_to_xyxy(self._mean)
-
-        # 1st association: high detections with tracked + lost tracks.
-        cost = self._cost(track_boxes, pool, boxes, scores, classes, high, cfg.fuse_score)
-        m1, u_pool, u_high = linear_assignment(cost, cfg.match_thresh)
-        # 2nd association: low detections with the remaining tracked (not lost) tracks, IoU only.
-        rest = pool[u_pool]
-        rest = rest[state[rest] == _TRACKED]
-        cost = self._cost(track_boxes, rest, boxes, scores, classes, low, False)
-        m2, u_rest, _ = linear_assignment(cost, cfg.second_match_thresh)
-        # Unconfirmed tracks with the high detections nobody took.
-        high_left = high[u_high]
-        cost = self._cost(track_boxes, unconfirmed, boxes, scores, classes, high_left, cfg.fuse_score)
-        m3, u_unconf, u_left = linear_assignment(cost, cfg.unconfirmed_match_thresh)
-
-        trk = np.concatenate([pool[m1[:, 0]], rest[m2[:, 0]], unconfirmed[m3[:, 0]]])
-        det = np.concatenate([high[m1[:, 1]], low[m2[:, 1]], high_left[m3[:, 1]]])
-        if trk.size:
-            self._mean[trk], self._cov[trk] = self._kf.update(
-                self._mean[trk], self._cov[trk], xyxy_to_xyah(boxes[det])
+        boxes = _kernel_array(dets.boxes, np.float32)
+        scores = _kernel_array(dets.scores, np.float32)
+        classes = _kernel_array(dets.class_ids, np.int32)
+        m = boxes.shape[0]
+        # The kernel does not check bounds: arrays changed after Detections validated them are
+        # checked here.
+        if boxes.ndim != 2 or boxes.shape[1] != 4 or scores.shape != (m,) or classes.shape != (m,):
+            raise ValueError(
+                f"inconsistent detection arrays: boxes {boxes.shape}, scores {scores.shape}, "
+                f"class ids {classes.shape}"
             )
-            self._score[trk] = scores[det]
-            if not cfg.class_aware:
-                self._cls[trk] = classes[det]
-            state[trk] = _TRACKED
-            self._activated[trk] = True
-            self._last[trk] = frame
-        state[rest[u_rest]] = _LOST
+        if self._n + m > self._ids.shape[0]:
+            self._allocate(max(2 * self._ids.shape[0], self._n + boxes.shape[0]))
+        self._frame_id += 1
+        self._n, self._next_id, n_removed, n_published = fs.frame_step(
+            self._mean, self._cov, self._ids, self._cls, self._score, self._state, self._activated,
+            self._start, self._last, self._n, self._next_id, self._frame_id,
+            boxes, scores, classes, self._params, *self._flags, self._noise,
+            self._removed_buf, self._published_buf, self._published_boxes_buf,
+        )  # fmt: skip
+        self._removed_ids = self._removed_buf[:n_removed].tolist()
+        return self._publish(
+            self._published_buf[:n_published], self._published_boxes_buf[:n_published], "tracked"
+        )
 
-        remove = np.zeros(len(self), dtype=bool)
-        remove[unconfirmed[u_unconf]] = True
-        remove |= was_lost & (state == _LOST) & (frame - self._last > cfg.max_time_lost)
-        self._removed_ids = self._ids[remove & self._activated].tolist()  # unconfirmed never published
-        self._keep(~remove)
+    def _publish(self, idx: IntP, boxes: npt.NDArray[np.float64], state: PublishedState) -> list[Track]:
+        """:class:`Track` objects for rows ``idx`` with their corner boxes ``[len(idx), 4]``.
 
-        born = high_left[u_left]
-        self._start_tracks(born[scores[born] >= cfg.new_track_thresh], boxes, scores, classes)
-        track_boxes = xyah_to_xyxy(self._mean)
-        keep = self._remove_duplicates(track_boxes)
-        if keep is not None:
-            track_boxes = track_boxes[keep]
-        published = ((self._state == _TRACKED) & self._activated).nonzero()[0]
-        return self._publish(published, "tracked", track_boxes)
-
-    # -- helpers ---------------------------------------------------------------------------------
-    def _cost(
-        self,
-        track_boxes: npt.NDArray[np.float64],
-        trk: IntP,
-        boxes: npt.NDArray[np.float32],
-        scores: npt.NDArray[np.float32],
-        classes: npt.NDArray[np.int32],
-        det: IntP,
-        fuse: bool,
-    ) -> npt.NDArray[np.float32]:
-        """Association cost of tracks ``trk`` with detections ``det`` (IoU, fusion, class gate)."""
-        if trk.size == 0 or det.size == 0:
-            return np.ones((trk.size, det.size), dtype=np.float32)
-        cost = iou_distance(track_boxes[trk], boxes[det])
-        if fuse:
-            cost = fuse_score(cost, scores[det])
-        if self._cfg.class_aware:
-            cost[self._cls[trk][:, None] != classes[det][None, :]] = np.float32(FORBIDDEN_COST)
-        return cost
-
-    def _keep(self, keep: npt.NDArray[np.bool_]) -> None:
-        if keep.all():
-            return
-        self._mean, self._cov = self._mean[keep], self._cov[keep]
-        self._ids, self._cls, self._score = self._ids[keep], self._cls[keep], self._score[keep]
-        self._state, self._activated = self._state[keep], self._activated[keep]
-        self._start, self._last = self._start[keep], self._last[keep]
-
-    def _start_tracks(
-        self,
-        det: IntP,
-        boxes: npt.NDArray[np.float32],
-        scores: npt.NDArray[np.float32],
-        classes: npt.NDArray[np.int32],
-    ) -> None:
-        """Append one track per detection in ``det``, with fresh ids in detection order."""
-        n = det.size
+        Built column-wise (``zip`` of per-column lists): at 200 tracks this is about half the
+        cost of a frame, a third less than converting row by row.
+        """
+        n = idx.size
         if n == 0:
-            return
-        mean, cov = self._kf.initiate(xyxy_to_xyah(boxes[det]))
-        frame = self._frame_id
-        self._mean = np.concatenate([self._mean, mean])
-        self._cov = np.concatenate([self._cov, cov])
-        self._ids = np.concatenate([self._ids, np.arange(self._next_id, self._next_id + n, dtype=np.int64)])
-        self._next_id += n
-        self._cls = np.concatenate([self._cls, classes[det]])
-        self._score = np.concatenate([self._score, scores[det]])
-        self._state = np.concatenate([self._state, np.full(n, _TRACKED, dtype=np.int8)])
-        self._activated = np.concatenate([self._activated, np.full(n, frame == 1)])
-        self._start = np.concatenate([self._start, np.full(n, frame, dtype=np.int64)])
-        self._last = np.concatenate([self._last, np.full(n, frame, dtype=np.int64)])
-
-    def _remove_duplicates(self, track_boxes: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_] | None:
-        """Drop the younger of each tracked/lost pair with IoU > 0.85 (same class if class-aware).
-
-        "Younger" is measured as in the paper's code: frames between birth and the last match,
-        ties dropping the tracked one. Returns the rows kept, or None if none was dropped.
-        """
-        trk = (self._state == _TRACKED).nonzero()[0]
-        lost = (self._state == _LOST).nonzero()[0]
-        if trk.size == 0 or lost.size == 0:
-            return None
-        dist = iou_distance(track_boxes[trk], track_boxes[lost])
-        dup = dist < DUPLICATE_IOU_DISTANCE
-        if self._cfg.class_aware:
-            dup &= self._cls[trk][:, None] == self._cls[lost][None, :]
-        p, q = np.nonzero(dup)
-        if p.size == 0:
-            return None
-        span = self._last - self._start
-        drop_lost = span[trk[p]] > span[lost[q]]
-        remove = np.zeros(len(self), dtype=bool)
-        remove[lost[q[drop_lost]]] = True
-        remove[trk[p[~drop_lost]]] = True
-        self._removed_ids += self._ids[remove & self._activated].tolist()
-        self._keep(~remove)
-        return ~remove
-
-    def _publish(
-        self, idx: IntP, state: PublishedState, track_boxes: npt.NDArray[np.float64] | None = None
-    ) -> list[Track]:
-        """:class:`Track` objects for rows ``idx`` whose box area exceeds ``min_box_area``.
-
-        ``track_boxes`` are the xyxy boxes of all rows when the caller has them already.
-        """
-        if idx.size == 0:
             return []
-        boxes = xyah_to_xyxy(self._mean[idx]) if track_boxes is None else track_boxes[idx]
-        big = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > self._cfg.min_box_area
-        idx, boxes = idx[big], boxes[big]
-        frame = self._frame_id
-        return [
-            Track(tid, cls, score, box, vel, frame - start, state)
-            for tid, cls, score, box, vel, start in zip(
+        return list(
+            map(
+                Track,
                 self._ids[idx].tolist(),
                 self._cls[idx].tolist(),
                 self._score[idx].tolist(),
-                map(tuple, boxes.tolist()),
-                map(tuple, self._mean[idx, 4:6].tolist()),
-                self._start[idx].tolist(),
-                strict=True,
+                zip(*boxes.T.tolist(), strict=True),
+                zip(*self._mean[idx, 4:6].T.tolist(), strict=True),
+                (self._frame_id - self._start[idx]).tolist(),
+                repeat(state, n),
             )
-        ]
+        )

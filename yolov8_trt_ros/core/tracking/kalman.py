@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from yolov8_trt_ros.core.tracking._jit import jit
+
 F64 = npt.NDArray[np.float64]
 
 NDIM = 4  # measured quantities: cx, cy, a, h
@@ -67,6 +69,19 @@ class KalmanFilterXYAH:
     @property
     def std_weight_velocity(self) -> float:
         return self._weights[1]
+
+    @property
+    def noise_table(self) -> F64:
+        """The noise model as ``[6, 8]`` rows for the compiled kernels below.
+
+        Rows: initial scale and constant, process scale and constant, measurement scale and
+        constant (the last two padded to 8); one source of truth for both formulations.
+        """
+        table = np.zeros((6, 2 * NDIM))
+        table[0], table[1] = self._init_scale, self._init_const
+        table[2], table[3] = self._process_scale, self._process_const
+        table[4, :NDIM], table[5, :NDIM] = self._measure_scale, self._measure_const
+        return table
 
     # The diagonals below are written through ``reshape(n, k * k)[:, ::k + 1]``, a view because
     # every array written so is freshly allocated and contiguous (cheaper than fancy indexing).
@@ -163,3 +178,80 @@ def xyah_to_xyxy(xyah: npt.ArrayLike) -> F64:
     h = s[:, 3]
     w = s[:, 2] * h
     return np.stack([s[:, 0] - w / 2.0, s[:, 1] - h / 2.0, s[:, 0] + w / 2.0, s[:, 1] + h / 2.0], axis=1)
+
+
+# -- compiled per-track kernels ------------------------------------------------------------------
+# The tracker's covariances only ever couple a quantity with its own velocity: the initial
+# covariance and the noise are diagonal, F adds each velocity to its own position, and the
+# correction keeps that pattern (see ``KalmanFilterXYAH.update``). So a track's covariance is
+# stored as four 2x2 blocks, ``cov[p] = (P[p, p], P[p, p+4], P[p+4, p], P[p+4, p+4])`` for the
+# quantities p = cx, cy, a, h: 16 numbers instead of 64. Every other entry is an exact zero in
+# the 8x8 formulation, whose matrix products therefore add each non-zero product to exact zeros
+# only; the kernels below perform the same non-zero operations in the same order, so they give
+# bit-identical results (``test/test_tracking_kalman.py`` checks this against the class above).
+
+
+def blocks_to_full(cov_blocks: npt.ArrayLike) -> F64:
+    """``[N, 4, 4]`` block covariances (layout above) as ``[N, 8, 8]`` matrices."""
+    b = np.asarray(cov_blocks, dtype=np.float64).reshape(-1, NDIM, 4)
+    full = np.zeros((b.shape[0], 2 * NDIM, 2 * NDIM))
+    p = np.arange(NDIM)
+    full[:, p, p], full[:, p, p + NDIM] = b[:, :, 0], b[:, :, 1]
+    full[:, p + NDIM, p], full[:, p + NDIM, p + NDIM] = b[:, :, 2], b[:, :, 3]
+    return full
+
+
+# The kernels take the state arrays and a row index rather than row views: a view costs
+# reference counting, as much as the arithmetic of a whole step.
+
+
+@jit
+def initiate_track(mean: F64, cov: F64, r: int, z: F64, noise: F64) -> None:
+    """Write row ``r``: a new track at measurement ``z`` (cx, cy, a, h) with zero velocity."""
+    h = z[3]
+    for p in range(NDIM):
+        q = p + NDIM
+        mean[r, p] = z[p]
+        mean[r, q] = 0.0
+        sp = h * noise[0, p] + noise[1, p]
+        sq = h * noise[0, q] + noise[1, q]
+        cov[r, p, 0] = sp * sp
+        cov[r, p, 1] = 0.0
+        cov[r, p, 2] = 0.0
+        cov[r, p, 3] = sq * sq
+
+
+@jit
+def predict_track(mean: F64, cov: F64, r: int, noise: F64) -> None:
+    """Row ``r`` one step ahead: ``x' = F x``, ``P' = F P Fᵀ + Q(h)`` (h before the step)."""
+    h = mean[r, 3]
+    for p in range(NDIM):
+        q = p + NDIM
+        sp = h * noise[2, p] + noise[3, p]
+        sq = h * noise[2, q] + noise[3, q]
+        a, b, c, d = cov[r, p, 0], cov[r, p, 1], cov[r, p, 2], cov[r, p, 3]
+        cov[r, p, 0] = ((a + c) + (b + d)) + sp * sp
+        cov[r, p, 1] = b + d
+        cov[r, p, 2] = c + d
+        cov[r, p, 3] = d + sq * sq
+        mean[r, p] = mean[r, p] + mean[r, q]
+
+
+@jit
+def update_track(mean: F64, cov: F64, r: int, z: F64, noise: F64) -> None:
+    """Correct row ``r`` with measurement ``z``: ``K = P Hᵀ S⁻¹`` with diagonal S."""
+    h = mean[r, 3]
+    for p in range(NDIM):
+        q = p + NDIM
+        sm = h * noise[4, p] + noise[5, p]
+        a, b, c, d = cov[r, p, 0], cov[r, p, 1], cov[r, p, 2], cov[r, p, 3]
+        s = a + sm * sm
+        gp = a / s
+        gq = b / s
+        innovation = z[p] - mean[r, p]
+        mean[r, p] = mean[r, p] + gp * innovation
+        mean[r, q] = mean[r, q] + gq * innovation
+        cov[r, p, 0] = a - gp * a
+        cov[r, p, 1] = b - gp * b
+        cov[r, p, 2] = c - gq * a
+        cov[r, p, 3] = d - gq * b
