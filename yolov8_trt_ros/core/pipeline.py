@@ -61,6 +61,8 @@ class FrameResult:
     detections: Detections
     tracks: list[Track] | None
     letterbox: Letterbox
+    #: Per detection, the id of the track it updated (-1: none); None with tracking off.
+    track_ids: np.ndarray | None = None
 
 
 @dataclass
@@ -267,8 +269,12 @@ class Pipeline:
             results: list[FrameResult] = []
             with prof.stage("tracking"):
                 for d, lb, stream in zip(dets, job.letterboxes, job.streams, strict=True):
-                    tracks = self._tracker_for(stream).update(d) if self.tracker_cfg.enabled else None
-                    results.append(FrameResult(d, tracks, lb))
+                    if not self.tracker_cfg.enabled:
+                        results.append(FrameResult(d, None, lb))
+                        continue
+                    tracker = self._tracker_for(stream)
+                    tracks = tracker.update(d)
+                    results.append(FrameResult(d, tracks, lb, tracker.detection_track_ids))
         return results
 
     def _tracker_for(self, stream: Hashable) -> ByteTracker:

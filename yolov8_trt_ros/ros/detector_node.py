@@ -352,7 +352,7 @@ class YoloDetectorNode(LifecycleNode):
             for frame, result in zip(frames, results, strict=True):
                 cam = self._cameras[int(frame.stream)]  # type: ignore[call-overload]
                 header: FrameHeader = frame.meta
-                cam.detections.publish(writers.detections.write(result.detections, header))
+                cam.detections.publish(writers.detections.write(result.detections, header, result.track_ids))
                 if result.tracks is not None:
                     dt = cam.interval.update(header.sec, header.nanosec)
                     scale = velocity_scale(dt, pipeline.tracker_cfg.frame_rate)

@@ -151,6 +151,7 @@ class ByteTracker:
         self._n = 0  # tracks held: rows [0, n) of the buffers below
         self._allocate(16)
         self._removed_ids: list[int] = []
+        self.detection_track_ids = np.zeros(0, dtype=np.int64)
 
     def _allocate(self, capacity: int) -> None:
         """State and output buffers of ``capacity`` rows, keeping rows ``[0, n)``.
@@ -170,22 +171,24 @@ class ByteTracker:
             np.zeros(capacity, dtype=bool),  # confirmed
             np.zeros(capacity, dtype=np.int64),  # frame the track was born
             np.zeros(capacity, dtype=np.int64),  # last frame it was matched
+            np.full(capacity, -1, dtype=np.int64),  # detection matched this frame, or -1
         )
         if old is not None and n:
             for dst, src in zip(new, self._state_arrays(), strict=True):
                 dst[:n] = src[:n]
         (
             self._mean, self._cov, self._ids, self._cls, self._score, self._state, self._activated,
-            self._start, self._last,
+            self._start, self._last, self._det_of,
         ) = new  # fmt: skip
         self._removed_buf = np.zeros(capacity, dtype=np.int64)
         self._published_buf = np.zeros(capacity, dtype=np.int64)
         self._published_boxes_buf = np.zeros((capacity, 4), dtype=np.float64)
+        self._published_dets_buf = np.zeros(capacity, dtype=np.int64)
 
     def _state_arrays(self) -> tuple[npt.NDArray[Any], ...]:
         return (
             self._mean, self._cov, self._ids, self._cls, self._score, self._state, self._activated,
-            self._start, self._last,
+            self._start, self._last, self._det_of,
         )  # fmt: skip
 
     # -- read-only views -----------------------------------------------------------------------
@@ -237,10 +240,14 @@ class ByteTracker:
         self._frame_id += 1
         self._n, self._next_id, n_removed, n_published = fs.frame_step(
             self._mean, self._cov, self._ids, self._cls, self._score, self._state, self._activated,
-            self._start, self._last, self._n, self._next_id, self._frame_id,
+            self._start, self._last, self._det_of, self._n, self._next_id, self._frame_id,
             boxes, scores, classes, self._params, *self._flags, self._noise,
-            self._removed_buf, self._published_buf, self._published_boxes_buf,
+            self._removed_buf, self._published_buf, self._published_boxes_buf, self._published_dets_buf,
         )  # fmt: skip
+        #: For each detection of this frame, the id of the published track it updated, or -1.
+        self.detection_track_ids = np.full(m, -1, dtype=np.int64)
+        pub, dets_of = self._published_buf[:n_published], self._published_dets_buf[:n_published]
+        self.detection_track_ids[dets_of[dets_of >= 0]] = self._ids[pub[dets_of >= 0]]
         self._removed_ids = self._removed_buf[:n_removed].tolist()
         return self._publish(
             self._published_buf[:n_published], self._published_boxes_buf[:n_published], "tracked"

@@ -111,6 +111,7 @@ def _apply_matches(
     state: I8,
     activated: B,
     last: I64,
+    det_of: I64,
     boxes: F32,
     scores: F32,
     classes: I32,
@@ -129,6 +130,7 @@ def _apply_matches(
             state[r] = TRACKED
             activated[r] = True
             last[r] = frame
+            det_of[r] = d
 
 
 @jit
@@ -144,6 +146,7 @@ def _remove(
     activated: B,
     start: I64,
     last: I64,
+    det_of: I64,
     removed: I64,
     n_removed: int,
 ) -> tuple[int, int]:
@@ -169,6 +172,7 @@ def _remove(
             activated[k] = activated[r]
             start[k] = start[r]
             last[k] = last[r]
+            det_of[k] = det_of[r]
         k += 1
     return k, n_removed
 
@@ -184,6 +188,7 @@ def frame_step(
     activated: B,
     start: I64,
     last: I64,
+    det_of: I64,
     n: int,
     next_id: int,
     frame: int,
@@ -198,15 +203,19 @@ def frame_step(
     removed: I64,
     published: I64,
     published_boxes: F64,
+    published_dets: I64,
 ) -> tuple[int, int, int, int]:
     """Advance tracks ``[0, n)`` of the state buffers by one frame with its detections.
 
     Updates the buffers in place (they need ``n + len(scores)`` rows) and writes the ids of the
     published tracks that ended to ``removed``, the rows to publish to ``published`` and their
-    corner boxes to ``published_boxes``. Returns the new ``n``, the next free id and the numbers
+    corner boxes to ``published_boxes`` and the detection each was matched with (or born from)
+    in this frame to ``published_dets``. Returns the new ``n``, the next free id and the numbers
     of ended ids and of published rows.
     """
     n_det = scores.size
+    for r in range(n):
+        det_of[r] = -1
     t_track, t_low, t_new = np.float32(params[P_TRACK]), np.float32(params[P_LOW]), np.float32(params[P_NEW])
 
     # Detections: high and low score bands; boxes that are not finite or have no area are dropped,
@@ -270,7 +279,22 @@ def frame_step(
         np.float32(params[P_BELOW_UNCONF]), params[P_UNCONF],
     )  # fmt: skip
 
-    args = (mean, cov, cls, score, state, activated, last, boxes, scores, classes, frame, class_aware, noise)
+    args = (
+        mean,
+        cov,
+        cls,
+        score,
+        state,
+        activated,
+        last,
+        det_of,
+        boxes,
+        scores,
+        classes,
+        frame,
+        class_aware,
+        noise,
+    )
     _apply_matches(pool, m1, high, *args)
     _apply_matches(rest, m2, low, *args)
     _apply_matches(unconfirmed, m3, high_left, *args)
@@ -286,7 +310,7 @@ def frame_step(
     for r in range(n):
         if was_lost[r] and state[r] == LOST and frame - last[r] > max_time_lost:
             remove[r] = True
-    state_arrays = (mean, cov, ids, cls, score, state, activated, start, last)
+    state_arrays = (mean, cov, ids, cls, score, state, activated, start, last, det_of)
     n, n_removed = _remove(remove, n, *state_arrays, removed, 0)
     born = high_left[(c3 < 0) & (scores[high_left] >= t_new)]
     for i in range(born.size):
@@ -299,6 +323,7 @@ def frame_step(
         activated[r] = frame == 1
         start[r] = frame
         last[r] = frame
+        det_of[r] = d
     n += born.size
     next_id += born.size
 
@@ -333,5 +358,6 @@ def frame_step(
                 published[n_pub] = r
                 published_boxes[n_pub, 0], published_boxes[n_pub, 1] = x1, y1
                 published_boxes[n_pub, 2], published_boxes[n_pub, 3] = x2, y2
+                published_dets[n_pub] = det_of[r]
                 n_pub += 1
     return n, next_id, n_removed, n_pub
