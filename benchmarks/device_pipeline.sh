@@ -24,6 +24,9 @@ source benchmarks/device_numba.sh
     nproc
     python3 -c 'import torch, numpy, cv2, numba, ultralytics as u; print(torch.__version__, numpy.__version__, cv2.__version__, numba.__version__, u.__version__)'
 } 2>&1 | tee -a "$OUT/env.log"
+# The test model's ONNX is re-exported from its .pt where it was left behind to fit the call.
+[[ -f models/test/yolov8n_synth.onnx ]] || PYTHONPATH="$PYTHONPATH:$PWD" python3 scripts/export_onnx.py \
+    --weights models/test/yolov8n_synth.pt --output models/test/yolov8n_synth.onnx 2>&1 | tail -2 | tee -a "$OUT/env.log"
 python3 scripts/make_synthetic_data.py --out data/synth --seed 0 --train 0 --val 16 --calib 0 \
     --sequences 1 --frames 300 --objects 20 --workers "$(nproc)" 2>&1 | grep -v iCCP | tail -2 | tee -a "$OUT/env.log"
 BENCH=(--sizes 640 --batches 1 8 --iters "${ITERS:-300}" --warmup 30 --memory-frames "${MEMORY_FRAMES:-2000}" --no-ultralytics)
