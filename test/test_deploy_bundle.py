@@ -1,0 +1,196 @@
+"""OTA bundles without ROS: sign, verify, stage, gate, switch, roll back, and every refusal.
+
+Real files, real keys (made here), the real gate (ONNX Runtime CPU on the test model). Each bad
+bundle must leave ``current`` on the release installed before it, with an error naming why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from _deploy_bundles import (
+    ENGINE,
+    Kit,
+    flipped_model_bundle,
+    foreign_onnx,
+    garbage_onnx,
+    rewrite_member,
+    truncated,
+)
+
+from yolov8_trt_ros.deploy.installer import InstallError, install, rollback
+from yolov8_trt_ros.deploy.manifest import MODEL_NAME
+from yolov8_trt_ros.deploy.store import ModelStore
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def kit(tmp_path_factory, detector_model) -> Kit:
+    return Kit(tmp_path_factory.mktemp("bundles"), detector_model)
+
+
+@pytest.fixture(scope="module")
+def v1(kit) -> Path:
+    return kit.make("v1", "1.0.0")
+
+
+@pytest.fixture
+def store(tmp_path, kit, v1) -> ModelStore:
+    """A store with v1 installed and current."""
+    s = ModelStore(tmp_path / "store")
+    install(v1, s, kit.public, ENGINE)
+    assert s.current is not None and s.current.startswith("1.0.0-")
+    return s
+
+
+def test_good_bundle_installs_switches_and_rolls_back(store, kit):
+    v1 = store.current
+    v2_bundle = kit.make("v2", "2.0.0")
+    steps: list[str] = []
+    result = install(v2_bundle, store, kit.public, ENGINE, progress=lambda step, msg: steps.append(step))
+    assert steps == ["verify", "stage", "gate", "switch"]
+    assert result.gate is not None and result.gate.smoke.recall == 1.0
+    assert store.current == result.release and store.previous == v1
+    assert (store.current_model).resolve() == (store.releases / result.release / MODEL_NAME)
+    assert store.current_model.read_bytes() == kit.model.read_bytes()
+    assert not list(store.root.glob(".staging-*"))
+    assert rollback(store) == (result.release, v1)
+    assert store.current == v1 and store.previous == result.release
+    events = [json.loads(line)["event"] for line in (store.root / "history.jsonl").read_text().splitlines()]
+    assert events == ["installed", "installed", "rollback"]
+
+
+def _bad_bundles(kit: Kit, v1: Path, tmp: Path) -> dict[str, tuple[Path, str, str]]:
+    """name → (bundle, failing step, words the error must contain)."""
+    v3 = kit.make("v3", "3.0.0")
+    return {
+        "bad signature": (kit.make("other_key", "3.0.0", key=kit.other_key()), "verify", "bad signature"),
+        "altered manifest": (
+            rewrite_member(v3, tmp / "altered.tar", "manifest.json", v3_manifest_altered(v3)),
+            "verify",
+            "bad signature",
+        ),
+        "wrong hash": (
+            flipped_model_bundle(v3, tmp / "flipped.tar", kit.model),
+            "stage",
+            "model.onnx sha256",
+        ),
+        "truncated": (truncated(v3, tmp / "truncated.tar"), "verify", "truncated"),
+        "corrupt model": (
+            kit.make("garbage", "3.0.0", model=garbage_onnx(tmp / "garbage.onnx")),
+            "gate",
+            "load failed",
+        ),
+        "warm-up failure": (
+            kit.make("foreign", "3.0.0", model=foreign_onnx(tmp / "foreign.onnx")),
+            "gate",
+            "warm-up failed",
+        ),
+        "smoke test failure": (
+            kit.make("wrong", "3.0.0", expected=kit.wrong_classes_expected()),
+            "gate",
+            "smoke test failed: recall 0.00",
+        ),
+    }
+
+
+def v3_manifest_altered(v3: Path) -> bytes:
+    import tarfile
+
+    with tarfile.open(v3) as tar:
+        raw = tar.extractfile("manifest.json").read()  # type: ignore[union-attr]
+    return raw.replace(b'"3.0.0"', b'"3.0.1"')
+
+
+def test_bad_bundles_leave_the_previous_release_current(store, kit, v1, tmp_path):
+    before = store.current
+    for name, (bundle_path, step, words) in _bad_bundles(kit, v1, tmp_path).items():
+        with pytest.raises(InstallError) as err:
+            install(bundle_path, store, kit.public, ENGINE)
+        assert err.value.step == step, f"{name}: {err.value}"
+        assert words in str(err.value), f"{name}: {err.value}"
+        assert store.current == before, name
+        assert store.current_model.read_bytes() == kit.model.read_bytes(), name
+        assert not list(store.root.glob(".staging-*")), f"{name} left its staging dir"
+    failures = [json.loads(x) for x in (store.root / "history.jsonl").read_text().splitlines()[1:]]
+    assert [f["event"] for f in failures] == ["install_failed"] * 7
+
+
+def test_cli_reports_one_line_errors_and_status(store, kit, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    bad = kit.make("cli_other_key", "4.0.0", key=kit.other_key())
+    run = subprocess.run(
+        [sys.executable, "-m", "yolov8_trt_ros.deploy", "verify", str(bad), "--public-key", str(kit.public)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert run.returncode == 1
+    assert run.stderr.strip().startswith("error: bad signature") and run.stderr.count("\n") == 1
+    status = subprocess.run(
+        [sys.executable, "-m", "yolov8_trt_ros.deploy", "status", "--store", str(store.root), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert status.returncode == 0 and json.loads(status.stdout)["current"] == store.current
+
+
+KILLER = """
+import sys, time
+from pathlib import Path
+from yolov8_trt_ros.core.config import EngineConfig
+from yolov8_trt_ros.deploy.installer import install
+from yolov8_trt_ros.deploy.store import ModelStore
+
+def progress(step, msg):
+    print(step, flush=True)
+    if step == sys.argv[4]:
+        time.sleep(600)  # killed here by the test
+
+install(Path(sys.argv[1]), ModelStore(Path(sys.argv[2])), Path(sys.argv[3]),
+        EngineConfig(backend="onnxruntime", precision="fp32", num_threads=1), progress=progress)
+"""
+
+
+@pytest.mark.parametrize("kill_after", ["stage", "gate"])
+def test_install_killed_before_the_switch_changes_nothing(store, kit, tmp_path, kill_after):
+    before = store.current
+    v5 = kit.make("v5", "5.0.0")
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLER, str(v5), str(store.root), str(kit.public), kill_after],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    end = time.monotonic() + 120
+    seen = []
+    while time.monotonic() < end and kill_after not in seen:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line.strip())
+    assert kill_after in seen, f"installer never reached {kill_after}: {seen}"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert store.current == before
+    assert store.current_model.read_bytes() == kit.model.read_bytes()
+    assert list(store.root.glob(".staging-*")), "the killed install should have left its staging dir"
+    # The next install cleans up after the killed one and succeeds (the lock died with it).
+    steps: list[tuple[str, str]] = []
+    result = install(v5, store, kit.public, ENGINE, progress=lambda s, m: steps.append((s, m)))
+    assert steps[0][0] == "clean" and ".staging-" in steps[0][1]
+    assert store.current == result.release != before
+    assert not list(store.root.glob(".staging-*"))
