@@ -122,3 +122,43 @@ def foreign_onnx(path: Path) -> Path:
 def garbage_onnx(path: Path) -> Path:
     path.write_bytes(np.random.default_rng(0).bytes(4096))
     return path
+
+
+def bad_bundles(kit: Kit, tmp: Path) -> dict[str, tuple[Path, str, str]]:
+    """name → (bundle, failing step, words the error must contain)."""
+    v3 = kit.make("v3", "3.0.0")
+    return {
+        "bad signature": (kit.make("other_key", "3.0.0", key=kit.other_key()), "verify", "bad signature"),
+        "altered manifest": (
+            rewrite_member(v3, tmp / "altered.tar", "manifest.json", v3_manifest_altered(v3)),
+            "verify",
+            "bad signature",
+        ),
+        "wrong hash": (
+            flipped_model_bundle(v3, tmp / "flipped.tar", kit.model),
+            "stage",
+            "model.onnx sha256",
+        ),
+        "truncated": (truncated(v3, tmp / "truncated.tar"), "verify", "truncated"),
+        "corrupt model": (
+            kit.make("garbage", "3.0.0", model=garbage_onnx(tmp / "garbage.onnx")),
+            "gate",
+            "load failed",
+        ),
+        "warm-up failure": (
+            kit.make("foreign", "3.0.0", model=foreign_onnx(tmp / "foreign.onnx")),
+            "gate",
+            "warm-up failed",
+        ),
+        "smoke test failure": (
+            kit.make("wrong", "3.0.0", expected=kit.wrong_classes_expected()),
+            "gate",
+            "smoke test failed: recall 0.00",
+        ),
+    }
+
+
+def v3_manifest_altered(v3: Path) -> bytes:
+    with tarfile.open(v3) as tar:
+        raw = tar.extractfile("manifest.json").read()  # type: ignore[union-attr]
+    return raw.replace(b'"3.0.0"', b'"3.0.1"')

@@ -18,16 +18,12 @@ import pytest
 from _deploy_bundles import (
     ENGINE,
     Kit,
-    flipped_model_bundle,
-    foreign_onnx,
-    garbage_onnx,
-    rewrite_member,
-    truncated,
+    bad_bundles,
 )
 
 from yolov8_trt_ros.deploy.installer import InstallError, install, rollback
 from yolov8_trt_ros.deploy.manifest import MODEL_NAME
-from yolov8_trt_ros.deploy.store import ModelStore
+from yolov8_trt_ros.deploy.store import ModelStore, StoreError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,56 +59,16 @@ def test_good_bundle_installs_switches_and_rolls_back(store, kit):
     assert store.current_model.read_bytes() == kit.model.read_bytes()
     assert not list(store.root.glob(".staging-*"))
     assert rollback(store) == (result.release, v1)
-    assert store.current == v1 and store.previous == result.release
+    assert store.current == v1 and store.previous is None  # v1 replaced nothing
+    with pytest.raises(StoreError, match="no previous release"):
+        rollback(store)
     events = [json.loads(line)["event"] for line in (store.root / "history.jsonl").read_text().splitlines()]
     assert events == ["installed", "installed", "rollback"]
 
 
-def _bad_bundles(kit: Kit, v1: Path, tmp: Path) -> dict[str, tuple[Path, str, str]]:
-    """name → (bundle, failing step, words the error must contain)."""
-    v3 = kit.make("v3", "3.0.0")
-    return {
-        "bad signature": (kit.make("other_key", "3.0.0", key=kit.other_key()), "verify", "bad signature"),
-        "altered manifest": (
-            rewrite_member(v3, tmp / "altered.tar", "manifest.json", v3_manifest_altered(v3)),
-            "verify",
-            "bad signature",
-        ),
-        "wrong hash": (
-            flipped_model_bundle(v3, tmp / "flipped.tar", kit.model),
-            "stage",
-            "model.onnx sha256",
-        ),
-        "truncated": (truncated(v3, tmp / "truncated.tar"), "verify", "truncated"),
-        "corrupt model": (
-            kit.make("garbage", "3.0.0", model=garbage_onnx(tmp / "garbage.onnx")),
-            "gate",
-            "load failed",
-        ),
-        "warm-up failure": (
-            kit.make("foreign", "3.0.0", model=foreign_onnx(tmp / "foreign.onnx")),
-            "gate",
-            "warm-up failed",
-        ),
-        "smoke test failure": (
-            kit.make("wrong", "3.0.0", expected=kit.wrong_classes_expected()),
-            "gate",
-            "smoke test failed: recall 0.00",
-        ),
-    }
-
-
-def v3_manifest_altered(v3: Path) -> bytes:
-    import tarfile
-
-    with tarfile.open(v3) as tar:
-        raw = tar.extractfile("manifest.json").read()  # type: ignore[union-attr]
-    return raw.replace(b'"3.0.0"', b'"3.0.1"')
-
-
 def test_bad_bundles_leave_the_previous_release_current(store, kit, v1, tmp_path):
     before = store.current
-    for name, (bundle_path, step, words) in _bad_bundles(kit, v1, tmp_path).items():
+    for name, (bundle_path, step, words) in bad_bundles(kit, tmp_path).items():
         with pytest.raises(InstallError) as err:
             install(bundle_path, store, kit.public, ENGINE)
         assert err.value.step == step, f"{name}: {err.value}"
@@ -151,7 +107,7 @@ import sys, time
 from pathlib import Path
 from yolov8_trt_ros.core.config import EngineConfig
 from yolov8_trt_ros.deploy.installer import install
-from yolov8_trt_ros.deploy.store import ModelStore
+from yolov8_trt_ros.deploy.store import ModelStore, StoreError
 
 def progress(step, msg):
     print(step, flush=True)

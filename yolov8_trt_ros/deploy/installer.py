@@ -102,10 +102,13 @@ def verify_only(bundle_path: Path, public_key_path: Path, scratch: Path) -> Mani
     return bundle.extract_verified(bundle_path, signing.load_public_key(public_key_path), scratch)
 
 
-def rollback(store: ModelStore, reason: str = "operator") -> tuple[str, str]:
-    """Make the previous release current again (the node reloads it)."""
+def rollback(store: ModelStore, reason: str = "operator", reject: bool = False) -> tuple[str, str]:
+    """Make the previous release current again (the node reloads it).
+
+    ``reject`` marks the release left as rejected (the node's automatic rollback).
+    """
     with store.locked():
         store.clean_leftovers()
-        old, new = store.rollback()
+        old, new = store.rollback(reject=reason if reject else "")
         store.log("rollback", release=new, replaced=old, reason=reason)
         return old, new

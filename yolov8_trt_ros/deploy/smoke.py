@@ -129,4 +129,3 @@ def compare(pairs: Sequence[tuple[Detections, Detections]], spec: SmokeSpec) -> 
     precision = matched / n_pred if n_pred else (1.0 if n_exp == 0 else 0.0)
     ok = recall >= spec.min_recall and precision >= spec.min_precision
     return SmokeResult(ok, recall, precision, n_exp, n_pred, matched)
-

@@ -5,6 +5,8 @@ Layout (``/var/lib/yolov8_trt_ros/models`` by default)::
     releases/<version>-<sha12>/   model.onnx, model.int8.onnx, classes.txt, reference/, manifest.*
     current  -> releases/<id>     what the node loads (model_path: <store>/current/model.onnx)
     previous -> releases/<id>     what ``rollback`` and a failed reload go back to
+    releases/<id>/PREVIOUS        the release it replaced (rollbacks go back step by step)
+    releases/<id>/REJECTED        why the node rolled it back (a release that failed to load)
     .staging-*/                   a bundle being verified and gated; never read by the node
     history.jsonl                 one line per install, rollback and failure
 
@@ -32,6 +34,8 @@ from typing import Any
 from yolov8_trt_ros.deploy.manifest import MANIFEST_NAME, MODEL_NAME, Manifest
 
 DEFAULT_ROOT = Path("/var/lib/yolov8_trt_ros/models")
+PREDECESSOR = "PREVIOUS"  # in a release dir: the release it replaced
+REJECTED = "REJECTED"  # in a release dir: why the node rolled it back
 KEEP_RELEASES = 3  # current, previous and one more; older ones are pruned after a switch
 
 
@@ -45,6 +49,7 @@ class StoreStatus:
     previous: str | None
     releases: list[str]
     version: str | None
+    rejected: dict[str, str]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -52,6 +57,7 @@ class StoreStatus:
             "previous": self.previous,
             "version": self.version,
             "releases": self.releases,
+            "rejected": self.rejected,
         }
 
 
@@ -107,7 +113,8 @@ class ModelStore:
         if current:
             with contextlib.suppress(Exception):
                 version = self.manifest(current).version
-        return StoreStatus(current, self.previous, releases, version)
+        rejected = {r: why for r in releases if (why := self.rejected(r)) is not None}
+        return StoreStatus(current, self.previous, releases, version, rejected)
 
     # --- writing ---------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -157,26 +164,61 @@ class ModelStore:
         os.replace(tmp, self.root / name)
         fsync_dir(self.root)
 
+    def _predecessor(self, release: str) -> str | None:
+        try:
+            name = (self.releases / release / PREDECESSOR).read_text().strip()
+        except OSError:
+            return None
+        return name if name and (self.releases / name / MODEL_NAME).is_file() else None
+
     def switch(self, release: str) -> None:
-        """Make ``release`` current, the old current previous (the atomic step of an install)."""
+        """Make ``release`` current, the old current previous (the atomic step of an install).
+
+        The release remembers what it replaced (``PREVIOUS`` in its directory), so rollbacks go
+        back step by step: v1 → v2 → v3, rollback → v2, rollback → v1.
+        """
         if not (self.releases / release / MODEL_NAME).is_file():
             raise StoreError(f"release {release} is not installed")
         old = self.current
         if old == release:
             return
+        marker = self.releases / release / PREDECESSOR
+        marker.write_text(f"{old or ''}\n")
+        with open(marker, "rb") as f:
+            os.fsync(f.fileno())
         if old is not None:
             self._set_link("previous", old)
         self._set_link("current", release)
 
-    def rollback(self) -> tuple[str, str]:
-        """Swap current and previous; returns (from, to)."""
-        cur, prev = self.current, self.previous
-        if prev is None or not (self.releases / prev / MODEL_NAME).is_file():
+    def rollback(self, reject: str = "") -> tuple[str, str]:
+        """Make current's predecessor current; returns (from, to).
+
+        ``reject`` (a reason) marks the release rolled back from as rejected (``REJECTED`` in its
+        directory, read by ``status``): what the node does when a release fails to load.
+        """
+        cur = self.current
+        prev = self._predecessor(cur) if cur else None
+        if prev is None:
+            prev = self.previous  # a store written before predecessors were recorded
+        if cur is None or prev is None or prev == cur or not (self.releases / prev / MODEL_NAME).is_file():
             raise StoreError("no previous release to roll back to")
+        if reject:
+            (self.releases / cur / REJECTED).write_text(reject + "\n")
         self._set_link("current", prev)
-        if cur is not None:
-            self._set_link("previous", cur)
-        return cur or "", prev
+        before = self._predecessor(prev)
+        if before is not None:
+            self._set_link("previous", before)
+        else:
+            (self.root / "previous").unlink(missing_ok=True)
+            fsync_dir(self.root)
+        return cur, prev
+
+    def rejected(self, release: str) -> str | None:
+        """Why the node rejected ``release``, or None."""
+        try:
+            return (self.releases / release / REJECTED).read_text().strip()
+        except OSError:
+            return None
 
     def prune(self, keep: int = KEEP_RELEASES) -> list[str]:
         """Delete the oldest releases beyond ``keep``, never current or previous."""

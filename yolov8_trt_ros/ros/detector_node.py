@@ -39,7 +39,9 @@ from yolov8_trt_ros.core.profiling import (
     resident_memory_mb,
 )
 from yolov8_trt_ros.ros import conversions, signals
+from yolov8_trt_ros.ros.model_update import ModelUpdater  # deploy (issue 13)
 from yolov8_trt_ros.ros.parameters import BY_NAME, build_configs, current_values, declare_all
+from yolov8_trt_ros.ros.sd_notify import SystemdNotifier  # deploy (issue 13)
 
 RESULT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # Reliable so that rviz (reliable by default) and the recorder both connect; shallow so a slow
@@ -102,7 +104,9 @@ class YoloDetectorNode(LifecycleNode):
         self._slot = FrameSlot()
         self._worker: threading.Thread | None = None
         self._subs: list[Any] = []
-        self._timers: list[Any] = []
+        # Not ``_timers``: that is rclpy's list of all the node's timers; reusing the name made
+        # deactivate destroy every timer of the node (deploy, issue 13).
+        self._state_timers: list[Any] = []
         self._pubs: dict[str, Any] = {}
         self._state = "unconfigured"
         self._last_frame_time = 0.0
@@ -110,6 +114,9 @@ class YoloDetectorNode(LifecycleNode):
         self._node_opts = self._read_node_options()
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
+        # deploy (issue 13): OTA model updates and the systemd notify protocol (own modules)
+        self.model_updater = ModelUpdater(self)
+        self.systemd = SystemdNotifier(self)
         if self.get_parameter("autostart").value:
             self._autostart_timer = self.create_timer(0.0, self._autostart)
 
@@ -159,8 +166,8 @@ class YoloDetectorNode(LifecycleNode):
         self._worker = threading.Thread(target=self._work, name="yolov8_worker", daemon=True)
         self._worker.start()
         period = float(self.get_parameter("diagnostics_period").value)
-        self._timers.append(self.create_timer(period, self._publish_diagnostics))
-        self._timers.append(self.create_timer(1.0, self._log_timings))
+        self._state_timers.append(self.create_timer(period, self._publish_diagnostics))
+        self._state_timers.append(self.create_timer(1.0, self._log_timings))
         self._state = "active"
         return super().on_activate(state)
 
@@ -253,9 +260,9 @@ class YoloDetectorNode(LifecycleNode):
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs = []
-        for timer in self._timers:
+        for timer in self._state_timers:
             self.destroy_timer(timer)
-        self._timers = []
+        self._state_timers = []
         self._slot.close()
         if self._worker is not None:
             self._worker.join(timeout=10.0)
@@ -493,6 +500,7 @@ def main(args: list[str] | None = None) -> None:
     except ExternalShutdownException:
         pass
     finally:
+        node.systemd.stopping()  # deploy (issue 13): STOPPING=1 to systemd
         # Let callbacks still running on the executor's threads finish first: destroying the
         # node under one of them fails (rclpy's InvalidHandle) and the process exits with 1.
         executor.shutdown(timeout_sec=5.0)
