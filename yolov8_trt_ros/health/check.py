@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
@@ -26,6 +27,11 @@ from yolov8_trt_ros.health import jetson
 
 # Best effort matches reliable and best-effort publishers alike.
 DIAG_QOS = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
+
+
+def _level(value: bytes | int) -> int:
+    """DiagnosticStatus levels are ``byte`` fields: bytes in rclpy."""
+    return value if isinstance(value, int) else int.from_bytes(value, "little")
 
 
 @dataclass
@@ -62,7 +68,7 @@ def judge(state: str, samples: list[Sample], window_s: float) -> tuple[bool, str
     if not samples:
         return False, "no diagnostics from the node"
     last = samples[-1]
-    if last.level >= int.from_bytes(DiagnosticStatus.ERROR, "little"):
+    if last.level >= _level(DiagnosticStatus.ERROR):
         return False, f"diagnostics ERROR: {last.message}"
     if "engine.backend" not in last.values:
         return False, "no engine loaded"
@@ -89,15 +95,13 @@ class HealthProbe:
         topics = opts.topics or ["/diagnostics", f"/{opts.node.lstrip('/')}/diagnostics"]
         for topic in dict.fromkeys(topics):
             self.node.create_subscription(DiagnosticArray, topic, self._on_diagnostics, DIAG_QOS)
-        self.get_state = self.node.create_client(GetState, f"/{opts.node.lstrip('/')}/get_state")
+        self.get_state: Any = self.node.create_client(GetState, f"/{opts.node.lstrip('/')}/get_state")
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         prefix = f"{self.opts.node.rsplit('/', 1)[-1]}:"
         for status in msg.status:
             if status.name.startswith(prefix):
-                level = (
-                    status.level if isinstance(status.level, int) else int.from_bytes(status.level, "little")
-                )
+                level = _level(status.level)
                 values = {kv.key: kv.value for kv in status.values}
                 self.samples.append(Sample(time.monotonic(), level, status.message, values))
 
@@ -111,9 +115,10 @@ class HealthProbe:
             return None
         future = self.get_state.call_async(GetState.Request())
         self._spin_until(future.done, deadline)
-        if not future.done() or future.result() is None:
+        result = future.result() if future.done() else None
+        if result is None:
             return None
-        return str(future.result().current_state.label)
+        return str(result.current_state.label)
 
     def run(self) -> tuple[bool, str]:
         opts = self.opts
@@ -125,9 +130,8 @@ class HealthProbe:
             return False, f"node {opts.node} is {state}"
         # Diagnostics over the window; give up at the timeout if fewer than two arrive.
         window_end = time.monotonic() + opts.window_s
-        self._spin_until(
-            lambda: time.monotonic() >= window_end and len(self.samples) >= 2, start + opts.timeout_s
-        )
+        enough = lambda: time.monotonic() >= window_end and len(self.samples) >= 2  # noqa: E731
+        self._spin_until(enough, start + opts.timeout_s)
         ok, reason = judge(state, self.samples, opts.window_s)
         if ok and len(self.samples) < 2:
             ok, reason = False, f"fewer than two diagnostics from {opts.node} in {opts.timeout_s:.0f} s"
