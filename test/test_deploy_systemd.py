@@ -62,24 +62,27 @@ def test_required_settings():
 @pytest.mark.ros
 @pytest.mark.slow
 def test_exec_start_brings_the_node_to_ready(tmp_path, detector_model):
-    """ExecStart as systemd runs it (bash -c, the env file's variables), with the x86 setup script,
+    """ExecStart as systemd runs it (bash -c, the env file's variables, its ros_setup.bash),
     on a model store holding one installed bundle."""
     kit = Kit(tmp_path / "kit", detector_model)
     store = ModelStore(tmp_path / "store")
     install(kit.make("v1", "1.0.0"), store, kit.public, ENGINE)
     params = tmp_path / "params.yaml"
     params.write_text("yolov8_trt_node:\n  ros__parameters:\n    backend: onnxruntime\n    num_threads: 1\n")
-    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
+    # systemd's clean environment: nothing of this test process's venv or PYTHONPATH.
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8"}
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     for line in ENV_FILE.read_text().splitlines():
         if line and not line.startswith("#"):
             key, value = line.split("=", 1)
             env[key] = value
     env.update(
-        ROS_SETUP=str(REPO / "scripts" / "env.sh"),
+        ROS_SETUP=str(REPO / "deploy" / "systemd" / "ros_setup.bash"),
+        YOLOV8_HOME=str(REPO),
+        ROS_DISTRO_SETUP="",  # the PyPI wheels: no distro to source
         PARAMS_FILE=str(params),
         MODEL_STORE=str(store.root),
         NODE_NAME="unit_detector",
-        PYTHONPATH=str(REPO),
         ROS_LOG_DIR=str(tmp_path / "log"),
         ROS_DOMAIN_ID=os.environ.get("ROS_DOMAIN_ID", "0"),
         NOTIFY_SOCKET=str(tmp_path / "notify.sock"),
