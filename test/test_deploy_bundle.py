@@ -21,8 +21,10 @@ from _deploy_bundles import (
     bad_bundles,
 )
 
+from yolov8_trt_ros.deploy.gate import settings_from_params
 from yolov8_trt_ros.deploy.installer import InstallError, install, rollback
 from yolov8_trt_ros.deploy.manifest import MODEL_NAME
+from yolov8_trt_ros.deploy.smoke import parse_expected
 from yolov8_trt_ros.deploy.store import ModelStore, StoreError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -150,3 +152,22 @@ def test_install_killed_before_the_switch_changes_nothing(store, kit, tmp_path, 
     assert steps[0][0] == "clean" and ".staging-" in steps[0][1]
     assert store.current == result.release != before
     assert not list(store.root.glob(".staging-*"))
+
+
+def test_gate_builds_with_the_node_settings_and_compares_above_its_threshold(store, kit, tmp_path):
+    """The node's params YAML decides backend and NMS thresholds (TensorRT's engine key holds them);
+    expected boxes below the node's confidence threshold are not asked of it."""
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        "yolov8_trt_node:\n  ros__parameters:\n    backend: onnxruntime\n    precision: fp32\n"
+        "    num_threads: 1\n    conf_threshold: 0.9\n    iou_threshold: 0.5\n    debug_image: false\n"
+    )
+    node = settings_from_params(params)
+    assert (node.engine.backend, node.engine.num_threads) == ("onnxruntime", 1)
+    assert (node.postprocess.conf_threshold, node.postprocess.iou_threshold) == (0.9, 0.5)
+    recorded = sum(len(e.detections) for e in parse_expected(kit.expected))
+    above = sum(int((e.detections.scores >= 0.9).sum()) for e in parse_expected(kit.expected))
+    assert 0 < above < recorded, "the reference images need boxes on both sides of 0.9"
+    result = install(kit.make("v6", "6.0.0"), store, kit.public, node)
+    assert result.gate is not None and result.gate.smoke.expected == above
+    assert result.gate.smoke.recall >= 0.9

@@ -109,6 +109,10 @@ def test_node_serves_through_bad_bundles_reloads_good_ones_and_rolls_back(
         assert v3 in rolled["error"] and "node reload failed" in (store.rejected(v3) or "")
         assert "configure failed" in proc.log()
         assert probe.send_and_wait(image_msg(frame, stamp_sec=4)).detections
+        # The rejected release is refused from now on, unless forced.
+        with pytest.raises(InstallError, match="was rejected on this robot"):
+            install(bad, store, kit.public, ENGINE, gate=False)
+        assert store.current == v2
 
         # The operator's rollback: the node follows the store back to v1.
         run = _cli("rollback", "--store", str(store.root))

@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 
 from yolov8_trt_ros.deploy import bundle, installer, signing
-from yolov8_trt_ros.deploy.gate import GateError, engine_config_from_params, record_expected
+from yolov8_trt_ros.deploy.gate import GateError, NodeSettings, record_expected, settings_from_params
 from yolov8_trt_ros.deploy.manifest import BundleError, SmokeSpec
 from yolov8_trt_ros.deploy.store import DEFAULT_ROOT, ModelStore, StoreError
 
@@ -29,8 +29,8 @@ def _engine_args(p: argparse.ArgumentParser, default_backend: str | None) -> Non
     g.add_argument("--engine-cache-dir", help="where TensorRT engines are cached (the node's)")
 
 
-def _engine(args: argparse.Namespace) -> object:
-    return engine_config_from_params(
+def _settings(args: argparse.Namespace) -> NodeSettings:
+    return settings_from_params(
         args.params, backend=args.backend, precision=args.precision, engine_cache_dir=args.engine_cache_dir
     )
 
@@ -64,8 +64,8 @@ def cmd_create(args: argparse.Namespace) -> int:
     if args.expected:
         expected = args.expected.read_bytes()
     else:
-        engine = _engine(args)
-        expected = record_expected(args.model, reference, engine, spec.conf_threshold)  # type: ignore[arg-type]
+        engine = _settings(args).engine
+        expected = record_expected(args.model, reference, engine, spec.conf_threshold)
     import onnx
 
     try:
@@ -108,8 +108,9 @@ def cmd_install(args: argparse.Namespace) -> int:
         args.bundle,
         ModelStore(args.store),
         args.public_key,
-        _engine(args),  # type: ignore[arg-type]
+        _settings(args),
         gate=not args.no_gate,
+        force=args.force,
         progress=lambda step, msg: print(f"[{step}] {msg}", flush=True),
     )
     print(f"installed {result.release} (previous: {result.previous})")
@@ -168,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "install":
             p.add_argument("--store", type=Path, default=DEFAULT_ROOT)
             p.add_argument("--no-gate", action="store_true", help="skip the health gate (emergencies only)")
+            p.add_argument("--force", action="store_true", help="install a release the node rejected before")
             _engine_args(p, None)
         p.set_defaults(fn=fn)
 

@@ -50,11 +50,31 @@ class GateReport:
         return f"{self.backend}/{self.precision} loaded in {self.load_s:.1f} s; smoke: {self.smoke.summary()}"
 
 
-def engine_config_from_params(path: Path | None, **overrides: Any) -> EngineConfig:
-    """The node's engine settings from its ROS parameter YAML (``node: ros__parameters: {...}``).
+@dataclass
+class NodeSettings:
+    """What the node's configure would build: engine and postprocess stage configs.
 
-    Read as plain YAML so the installer needs no rclpy; only the engine stage's keys are used
-    (their parameter names are the field names). ``overrides`` (CLI flags) win.
+    The postprocess config matters beyond the smoke test: with in-engine NMS (TensorRT,
+    ``end2end_nms``) its thresholds are part of the engine's cache key, so the gate must build
+    with the node's values for the node to find that engine.
+    """
+
+    engine: EngineConfig
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+
+
+def _stage(cls: Any, values: dict[str, Any], overrides: dict[str, Any] | None = None) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    picked = {k: v for k, v in values.items() if k in names}
+    picked.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return cls.from_mapping(picked)
+
+
+def settings_from_params(path: Path | None, **engine_overrides: Any) -> NodeSettings:
+    """The node's settings from its ROS parameter YAML (``node: ros__parameters: {...}``).
+
+    Read as plain YAML so the installer needs no rclpy; the engine and postprocess stages'
+    parameter names are their field names. ``engine_overrides`` (CLI flags) win.
     """
     values: dict[str, Any] = {}
     if path is not None:
@@ -64,19 +84,16 @@ def engine_config_from_params(path: Path | None, **overrides: Any) -> EngineConf
         for node in data.values():
             params = (node or {}).get("ros__parameters", {}) if isinstance(node, dict) else {}
             values.update(params)
-    names = {f.name for f in dataclasses.fields(EngineConfig)}
-    picked = {k: v for k, v in values.items() if k in names}
-    picked.update({k: v for k, v in overrides.items() if v is not None})
-    return EngineConfig.from_mapping(picked)
+    return NodeSettings(_stage(EngineConfig, values, engine_overrides), _stage(PostprocessConfig, values))
 
 
-def _pipeline_config(model: Path, engine: EngineConfig, conf_threshold: float) -> PipelineConfig:
+def _pipeline_config(model: Path, engine: EngineConfig, post: PostprocessConfig) -> PipelineConfig:
     cfg = PipelineConfig.default()
     changes: dict[str, Any] = {"model_path": str(model)}
     if (model.parent / CALIBRATION_NAME).is_file():  # a bundle's cache, beside its model
         changes["calibration_cache"] = str(model.parent / CALIBRATION_NAME)
     cfg.engine = engine.replace(**changes)
-    cfg.postprocess = PostprocessConfig().replace(conf_threshold=conf_threshold)
+    cfg.postprocess = post
     cfg.tracker = TrackerConfig(enabled=False)
     return cfg
 
@@ -92,10 +109,10 @@ def detect(pipeline: Pipeline, images: Sequence[np.ndarray]) -> list[Detections]
     return [pipeline.process([img], ["bgr8"])[0].detections for img in images]
 
 
-def open_pipeline(model: Path, engine: EngineConfig, conf_threshold: float) -> Pipeline:
+def open_pipeline(model: Path, engine: EngineConfig, post: PostprocessConfig) -> Pipeline:
     """Load and warm up ``model``; raises :class:`GateError` naming the stage that failed."""
     try:
-        pipeline = Pipeline.create(_pipeline_config(model, engine, conf_threshold))
+        pipeline = Pipeline.create(_pipeline_config(model, engine, post))
     except Exception as exc:
         raise GateError("load", f"{type(exc).__name__}: {exc}") from exc
     try:
@@ -108,10 +125,22 @@ def open_pipeline(model: Path, engine: EngineConfig, conf_threshold: float) -> P
     return pipeline
 
 
-def run_gate(release: Path, manifest: Manifest, engine: EngineConfig) -> GateReport:
-    """Load, warm up and smoke-test the staged release; :class:`GateError` if any step fails."""
+def _above(d: Detections, threshold: float) -> Detections:
+    return d.select(d.scores >= threshold)
+
+
+def run_gate(release: Path, manifest: Manifest, node: NodeSettings | EngineConfig) -> GateReport:
+    """Load, warm up and smoke-test the staged release; :class:`GateError` if any step fails.
+
+    Built with the node's settings (the engine it will load); compared above the higher of the
+    node's and the bundle's confidence thresholds (what the node would never report is not
+    expected of it).
+    """
+    if isinstance(node, EngineConfig):
+        node = NodeSettings(node)
     t0 = time.monotonic()
-    pipeline = open_pipeline(release / MODEL_NAME, engine, manifest.smoke.conf_threshold)
+    pipeline = open_pipeline(release / MODEL_NAME, node.engine, node.postprocess)
+    threshold = max(node.postprocess.conf_threshold, manifest.smoke.conf_threshold)
     load_s = time.monotonic() - t0
     try:
         info = pipeline.backend.info
@@ -129,9 +158,11 @@ def run_gate(release: Path, manifest: Manifest, engine: EngineConfig) -> GateRep
             raise
         except Exception as exc:
             raise GateError("smoke test", f"{type(exc).__name__}: {exc}") from exc
-        result = smoke.compare(
-            [(e.detections, g) for e, g in zip(expected, got, strict=True)], manifest.smoke
-        )
+        pairs = [
+            (_above(e.detections, threshold), _above(g, threshold))
+            for e, g in zip(expected, got, strict=True)
+        ]
+        result = smoke.compare(pairs, manifest.smoke)
         if not result.ok:
             spec = manifest.smoke
             raise GateError(
@@ -151,7 +182,7 @@ def record_expected(
     Run at release time on the producer's machine (ONNX Runtime FP32 by default), so the
     robot's gate checks that its backend and precision agree with the released reference.
     """
-    pipeline = open_pipeline(model, engine, conf_threshold)
+    pipeline = open_pipeline(model, engine, PostprocessConfig().replace(conf_threshold=conf_threshold))
     try:
         dets = detect(pipeline, [_read_image(p) for _, p in images])
     finally:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from yolov8_trt_ros.core.config import EngineConfig
 from yolov8_trt_ros.deploy import bundle, signing
-from yolov8_trt_ros.deploy.gate import GateError, GateReport, run_gate
+from yolov8_trt_ros.deploy.gate import GateError, GateReport, NodeSettings, run_gate
 from yolov8_trt_ros.deploy.manifest import BundleError, Manifest
-from yolov8_trt_ros.deploy.store import ModelStore
+from yolov8_trt_ros.deploy.store import REJECTED, ModelStore
 
 Progress = Callable[[str, str], None]  # (step, message)
 
@@ -49,9 +49,10 @@ def install(
     bundle_path: Path,
     store: ModelStore,
     public_key_path: Path,
-    engine: EngineConfig,
+    engine: EngineConfig | NodeSettings,
     *,
     gate: bool = True,
+    force: bool = False,
     progress: Progress = _quiet,
 ) -> InstallResult:
     """Install ``bundle_path`` into ``store`` and make it current (see module docstring)."""
@@ -66,6 +67,13 @@ def install(
             store.log("install_failed", bundle=str(bundle_path), step="verify", error=str(exc))
             raise InstallError("verify", str(exc)) from exc
         progress("verify", f"signature ok: {manifest.name} {manifest.version} (key {manifest.key_id})")
+        rejected = store.rejected(manifest.release_id)
+        if rejected is not None and not force:
+            message = f"{manifest.release_id} was rejected on this robot ({rejected}); --force to try again"
+            store.log("install_failed", bundle=str(bundle_path), step="verify", error=message)
+            raise InstallError("verify", message)
+        if rejected is not None:
+            (store.releases / manifest.release_id / REJECTED).unlink()
         if store.current == manifest.release_id:
             progress("switch", f"{manifest.release_id} is already current")
             return InstallResult(manifest.release_id, manifest.version, store.previous, None, True)
