@@ -47,6 +47,7 @@ class Kit:
         model: Path | None = None,
         key: Path | None = None,
         expected: bytes | None = None,
+        int8_model: Path | None = None,
     ) -> Path:
         out = self.root / f"{name}.tar"
         bundle.create_bundle(
@@ -58,6 +59,7 @@ class Kit:
             reference=self.reference,
             expected_json=expected if expected is not None else self.expected,
             private_key=signing.load_private_key(key or self.private),
+            int8_model=int8_model,
         )
         return out
 

@@ -21,6 +21,7 @@ from _deploy_bundles import (
     bad_bundles,
 )
 
+from yolov8_trt_ros.core.config import EngineConfig
 from yolov8_trt_ros.deploy.gate import settings_from_params
 from yolov8_trt_ros.deploy.installer import InstallError, install, rollback
 from yolov8_trt_ros.deploy.manifest import MODEL_NAME
@@ -171,3 +172,54 @@ def test_gate_builds_with_the_node_settings_and_compares_above_its_threshold(sto
     result = install(kit.make("v6", "6.0.0"), store, kit.public, node)
     assert result.gate is not None and result.gate.smoke.expected == above
     assert result.gate.smoke.recall >= 0.9
+
+
+def test_int8_bundle_gates_the_qdq_model_against_fp32_expectations(store, kit):
+    """A robot running INT8 gates the bundle's Q/DQ model (ONNX Runtime picks model.int8.onnx)
+    against the expectations recorded with FP32: quantisation must not change what is seen."""
+    int8 = kit.model.with_name(kit.model.stem + ".int8.onnx")
+    if not int8.is_file():
+        pytest.skip(f"{int8.name} is not in the checkout")
+    node = EngineConfig(backend="onnxruntime", precision="int8", num_threads=1)
+    result = install(kit.make("v7", "7.0.0", int8_model=int8), store, kit.public, node)
+    assert result.gate is not None and result.gate.precision == "int8", result.gate
+    assert result.gate.smoke.recall >= 0.9 and result.gate.smoke.precision >= 0.8
+    installed = store.releases / result.release
+    assert (installed / "model.int8.onnx").read_bytes() == int8.read_bytes()
+    assert store.manifest(result.release).has_int8
+
+
+def test_cli_encrypted_key_round_trip(kit, tmp_path):
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "BUNDLE_PASS": "correct horse",
+    }
+    expected = tmp_path / "expected.json"
+    expected.write_bytes(kit.expected)
+    refs = [str(p) for p in kit.reference.values()]
+
+    def cli(*args: str, passphrase: bool = True) -> subprocess.CompletedProcess[str]:
+        extra = ["--passphrase-env", "BUNDLE_PASS"] if passphrase else []
+        return subprocess.run(
+            [sys.executable, "-m", "yolov8_trt_ros.deploy", *args, *extra],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+
+    keys = tmp_path / "keys"
+    made = cli("keygen", "--private", str(keys / "k.pem"), "--public", str(keys / "k.pub"))
+    assert made.returncode == 0, made.stderr
+    assert (keys / "k.pem").read_text().startswith("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    assert (keys / "k.pem").stat().st_mode & 0o777 == 0o600
+    create = ["create", "--out", str(tmp_path / "b.tar"), "--name", "synth", "--version", "1.2.3"]
+    create += ["--model", str(kit.model), "--expected", str(expected), "--key", str(keys / "k.pem")]
+    create += ["--reference", *refs]
+    refused = cli(*create, passphrase=False)
+    assert refused.returncode == 1 and refused.stderr.startswith("error: ") and "encrypted" in refused.stderr
+    signed = cli(*create)
+    assert signed.returncode == 0, signed.stderr
+    verified = cli("verify", str(tmp_path / "b.tar"), "--public-key", str(keys / "k.pub"), passphrase=False)
+    assert verified.returncode == 0 and verified.stdout.startswith("ok: synth 1.2.3-"), verified.stderr

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -47,8 +48,18 @@ def _classes(args: argparse.Namespace) -> list[str]:
     return names
 
 
+def _passphrase(args: argparse.Namespace) -> bytes | None:
+    """From the environment variable named by --passphrase-env (never from the command line)."""
+    if not args.passphrase_env:
+        return None
+    value = os.environ.get(args.passphrase_env)
+    if not value:
+        raise ValueError(f"--passphrase-env {args.passphrase_env}: the variable is not set")
+    return value.encode()
+
+
 def cmd_keygen(args: argparse.Namespace) -> int:
-    kid = signing.generate_keypair(args.private, args.public)
+    kid = signing.generate_keypair(args.private, args.public, _passphrase(args))
     print(f"key {kid}: private {args.private} (keep it off robots and out of git), public {args.public}")
     return 0
 
@@ -81,7 +92,7 @@ def cmd_create(args: argparse.Namespace) -> int:
         classes=_classes(args),
         reference=dict(reference),
         expected_json=expected,
-        private_key=signing.load_private_key(args.key),
+        private_key=signing.load_private_key(args.key, _passphrase(args)),
         int8_model=args.int8_model,
         calibration_cache=args.calibration_cache,
         smoke=spec,
@@ -139,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("keygen", help="new Ed25519 signing key pair")
     p.add_argument("--private", type=Path, required=True)
     p.add_argument("--public", type=Path, required=True)
+    p.add_argument("--passphrase-env", help="encrypt the private key with the passphrase in this variable")
     p.set_defaults(fn=cmd_keygen)
 
     p = sub.add_parser("create", help="sign a model bundle")
@@ -152,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", type=Path, nargs="+", required=True, help="reference images (BGR files)")
     p.add_argument("--expected", type=Path, help="expected detections JSON; default: record them now")
     p.add_argument("--key", type=Path, required=True, help="the private signing key")
+    p.add_argument("--passphrase-env", help="the key's passphrase is in this environment variable")
     p.add_argument("--conf-threshold", type=float, default=0.25)
     p.add_argument("--min-iou", type=float, default=0.5)
     p.add_argument("--min-recall", type=float, default=0.9)

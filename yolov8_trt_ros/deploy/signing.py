@@ -40,7 +40,12 @@ def generate_keypair(private_path: Path, public_path: Path, passphrase: bytes | 
 
 
 def load_private_key(path: Path, passphrase: bytes | None = None) -> Ed25519PrivateKey:
-    key = serialization.load_pem_private_key(path.read_bytes(), password=passphrase)
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=passphrase)
+    except TypeError as exc:  # encrypted without a passphrase, or a passphrase for a plain key
+        raise ValueError(f"{path}: {exc} (--passphrase-env)") from exc
+    except ValueError as exc:
+        raise ValueError(f"{path}: cannot load the private key (wrong passphrase?): {exc}") from exc
     if not isinstance(key, Ed25519PrivateKey):
         raise ValueError(f"{path} is not an Ed25519 private key")
     return key
