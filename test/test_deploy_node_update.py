@@ -42,8 +42,7 @@ def test_node_serves_through_bad_bundles_reloads_good_ones_and_rolls_back(
     rclpy_session, tmp_path, detector_model, assets_dir
 ):
     kit = Kit(tmp_path / "kit", detector_model)
-    store = ModelStore(tmp_path / "store")
-    v1 = install(kit.make("v1", "1.0.0"), store, kit.public, ENGINE).release
+    store = ModelStore(tmp_path / "store")  # empty: the robot's first model comes over the air
     frame = read_bgr(assets_dir / "bus.jpg")
     params = {
         "backend": "onnxruntime",
@@ -53,7 +52,7 @@ def test_node_serves_through_bad_bundles_reloads_good_ones_and_rolls_back(
         "model_watch_period": 0.3,
         "diagnostics_period": 0.5,
     }
-    with node_and_probe("ota_detector", params, tmp_path, subscribed=True) as (proc, probe):
+    with node_and_probe("ota_detector", params, tmp_path) as (proc, probe):
         releases: list[dict] = []
         probe.node.create_subscription(
             String, "/ota_detector/model_release", lambda m: releases.append(json.loads(m.data)), LATCHED
@@ -70,7 +69,13 @@ def test_node_serves_through_bad_bundles_reloads_good_ones_and_rolls_back(
             assert ok, f"expected {status} {release}, got {releases[-3:]}\n{proc.log()[-3000:]}"
             return releases[-1]
 
+        # No model yet: autostart's configure fails, the node waits unconfigured for a release.
+        assert spin_until(probe.executor, lambda: "configure failed" in proc.log(), 60), proc.log()
+        assert probe.state() == "unconfigured"
+        v1 = install(kit.make("v1", "1.0.0"), store, kit.public, ENGINE).release
         assert last_release("loaded", v1)["version"] == "1.0.0"
+        assert probe.state() == "active"
+        probe.wait_subscribed()
         first = probe.send_and_wait(image_msg(frame, stamp_sec=1))
         assert len(first.detections) > 0
 
@@ -80,7 +85,7 @@ def test_node_serves_through_bad_bundles_reloads_good_ones_and_rolls_back(
                 install(bundle_path, store, kit.public, ENGINE)
             assert store.current == v1, name
         probe.spin(1.0)  # more than three watch periods
-        assert releases[-1]["release"] == v1 and len(releases) == 1
+        assert releases[-1]["release"] == v1 and len(releases) == 2  # "empty store", then v1
         again = probe.send_and_wait(image_msg(frame, stamp_sec=2))
         assert len(again.detections) == len(first.detections)
         assert proc.log().count("configured: backend=") == 1, "no reload may have happened"

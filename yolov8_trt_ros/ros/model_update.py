@@ -97,10 +97,14 @@ class ModelUpdater:
         log = self.node.get_logger()
         assert self.store is not None
         was_active = self._state() == "active"
-        if self._state() == "unconfigured":  # nothing loaded: the next configure picks it up
-            self.loaded = release
-            self._publish("installed (node unconfigured)", "")
-            return True
+        if self._state() == "unconfigured":
+            if not self.node.get_parameter("autostart").value:  # a manager configures it later
+                self.loaded = release
+                self._publish("installed (node unconfigured)", "")
+                return True
+            # An autostarted node that had no model (a robot's first release arrives over the
+            # air): bring it up on this one, as autostart would have.
+            was_active = True
         log.info(f"model update: {self.loaded} -> {release}; reloading through the lifecycle")
         if self._cycle(was_active):
             self.loaded = release
