@@ -40,6 +40,7 @@ from yolov8_trt_ros.ros.debug_image import DebugFrame, DebugImagePublisher
 from yolov8_trt_ros.ros.diagnostics import DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, NodeDiagnostics
 from yolov8_trt_ros.ros.frame_gate import SequenceGaps, SlotGate
 from yolov8_trt_ros.ros.labels import LABEL_INFO_QOS, LABEL_INFO_TOPIC, label_info_msg
+from yolov8_trt_ros.ros.model_update import ModelUpdater
 from yolov8_trt_ros.ros.parameters import (
     NodeOptions,
     changed_stages,
@@ -48,6 +49,7 @@ from yolov8_trt_ros.ros.parameters import (
     declare_all,
     validate_values,
 )
+from yolov8_trt_ros.ros.sd_notify import SystemdNotifier
 from yolov8_trt_ros.ros.serialization import (
     DetectionArrayWriter,
     FrameHeader,
@@ -104,6 +106,9 @@ class YoloDetectorNode(LifecycleNode):
         self._diag_timer = self.create_timer(self._opts.diagnostics_period, self._publish_diagnostics)
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
+        # Over-the-air model updates and the systemd notify protocol (deploy/README.md).
+        self.model_updater = ModelUpdater(self)
+        self.systemd = SystemdNotifier(self)
         if self.get_parameter("autostart").value:
             self._autostart_timer = self.create_timer(0.0, self._autostart)
 
@@ -491,6 +496,7 @@ def main(args: list[str] | None = None) -> None:
     try:
         spin.spin_until_stopped(executor, stop)
     finally:
+        node.systemd.stopping()  # STOPPING=1 to systemd
         node.on_shutdown(LifecycleState(state_id=0, label="shutdown"))
         spin.shut_down(executor, node)
 
