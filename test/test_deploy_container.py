@@ -14,7 +14,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 from _deploy_bundles import ENGINE, Kit
@@ -29,8 +31,22 @@ PODMAN = shutil.which("podman")
 EXTRA = os.environ.get("YOLOV8_TEST_PODMAN_ARGS", "").split()
 
 
+# The three podman settings this kind of machine needs (../shared/docs/containers.md): runc,
+# cgroupfs and no default ulimits; a caller's own CONTAINERS_CONF wins.
+CONTAINERS_CONF = (
+    '[containers]\ndefault_ulimits = []\n[engine]\ncgroup_manager = "cgroupfs"\nruntime = "runc"\n'
+)
+
+
 def _podman(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PODMAN or "podman", *args], capture_output=True, text=True, timeout=timeout)
+    env = dict(os.environ)
+    if "CONTAINERS_CONF" not in env:
+        conf = Path(tempfile.gettempdir()) / "yolov8_trt_ros_containers.conf"
+        conf.write_text(CONTAINERS_CONF)
+        env["CONTAINERS_CONF"] = str(conf)
+    return subprocess.run(
+        [PODMAN or "podman", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 @pytest.fixture(scope="module")

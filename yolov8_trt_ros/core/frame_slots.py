@@ -56,6 +56,17 @@ class FrameSlots:
             self._cond.notify()
             return dropped
 
+    def oldest_wait_s(self) -> float:
+        """How long the oldest waiting frame has waited (0 with none): a stuck consumer shows here.
+
+        With gated subscriptions (ros/frame_gate.py) a stuck inference thread stops the intake,
+        so counters of received frames stand still; the age of the waiting frame does not.
+        """
+        with self._cond:
+            if not self._items:
+                return 0.0
+            return time.monotonic() - min(self._arrival[s] for s in self._items)
+
     def waiting(self, stream: Hashable) -> bool:
         """A frame of ``stream`` waits to be taken (its slot is full)."""
         return stream in self._items

@@ -4,7 +4,8 @@ Healthy means: the node answers ``/<node>/get_state`` with ``active``; its diagn
 (on ``/diagnostics`` and ``/<node>/diagnostics``, the two places the node may publish them,
 matched by the status name ``<node>: ...``); the latest is not ERROR and names a loaded engine;
 and over the window frames are not piling up unfinished (``frames.received`` grows while
-``frames.processed`` and ``frames.bad.*`` stand still: a stalled pipeline). An idle node (no
+``frames.processed`` and ``frames.bad.*`` stand still, or a frame has waited for inference
+for long: a stalled pipeline). An idle node (no
 frames at all) with a live engine is healthy. On a Jetson the sysfs readings are added to the
 line, and an over-temperature (or, if asked, throttling) fails the check.
 """
@@ -79,6 +80,11 @@ def judge(state: str, samples: list[Sample], window_s: float) -> tuple[bool, str
     span = last.time_s - first.time_s
     if arrived > 0 and done == 0 and span >= 0.5 * window_s:
         return False, f"stalled: {arrived} frames arrived in {span:.1f} s, none finished ({engine})"
+    # The node takes a camera's next frame only once the last one is done, so a stuck engine
+    # stops ``received`` too: the age of the frame waiting for inference shows the stall.
+    waited = float(last.values.get("waiting_frame_age_s", "0") or 0)
+    if waited >= max(1.0, 0.5 * window_s) and done == 0:
+        return False, f"stalled: a frame has waited {waited:.1f} s, none finished ({engine})"
     if arrived == 0:
         return True, f"ok: active, idle, engine {engine} loaded"
     fps = last.values.get("fps", "?")

@@ -442,7 +442,14 @@ class YoloDetectorNode(LifecycleNode):
         """
         pipeline = self.pipeline  # cleanup may run between two reads
         backend = pipeline.backend if pipeline is not None else None
-        return self._diag.values(self._state, self.profiler, backend, self._opts.enable)
+        values = self._diag.values(self._state, self.profiler, backend, self._opts.enable)
+        values["waiting_frame_age_s"] = f"{self.waiting_frame_age_s():.2f}"
+        return values
+
+    def waiting_frame_age_s(self) -> float:
+        """Age of the oldest frame waiting for the inference thread (0: none): a stall shows here."""
+        slots = self._slots
+        return slots.oldest_wait_s() if slots is not None and not slots.closed else 0.0
 
     def timings_markdown(self) -> str:
         """The run's figures as Markdown: engine, frame counts, per-stage table, memory, layers.

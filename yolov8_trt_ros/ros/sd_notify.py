@@ -124,6 +124,9 @@ class SystemdNotifier:
         if worker is not None and not worker.alive:
             return False, "worker thread died"
         p = node_progress(node)
+        waited = node.waiting_frame_age_s()
+        if waited > self.stall.stall_s:  # the gated intake stops while inference is stuck
+            return False, f"stalled: a frame has waited {waited:.1f} s for inference"
         if self.stall.update(p):
             return False, f"stalled: no frame finished for {self.stall.stall_s:.0f} s while frames arrive"
         return True, f"active, {p.finished} frames handled"
