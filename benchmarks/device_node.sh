@@ -20,7 +20,7 @@ MODEL="$PWD/models/test/yolov8n_synth.pt"
 ARGS=(--backend cuda --precision fp16 --model "$MODEL" --seconds "${SECONDS_PER_PHASE:-4}")
 if [[ -n "${BASE:-}" && -d "$BASE" ]]; then
     (cd "$BASE" && timeout 200 python3 benchmarks/node_rate.py "${ARGS[@]}" --entries detector_node \
-        --sizes 640x480,1920x1080 --rates 30,240,1000 --cameras 1 --pipeline-iters 200 \
+        --sizes 640x480,1920x1080 --rates "${BASE_RATES:-30,240,1000}" --cameras 1 --pipeline-iters 200 \
         --json "$OUT/node_base.json" --markdown "$OUT/node_base.md") 2>&1 | grep -v "^\[INFO\]" | tail -40
 fi
 timeout 200 python3 benchmarks/node_rate.py "${ARGS[@]}" --entries detector_node --cameras 1,2,4 \
