@@ -23,10 +23,10 @@ from _deploy_bundles import (
 
 from yolov8_trt_ros.core.config import EngineConfig
 from yolov8_trt_ros.deploy.gate import settings_from_params
-from yolov8_trt_ros.deploy.installer import InstallError, install, rollback
+from yolov8_trt_ros.deploy.installer import InstallError, install
 from yolov8_trt_ros.deploy.manifest import MODEL_NAME
 from yolov8_trt_ros.deploy.smoke import parse_expected
-from yolov8_trt_ros.deploy.store import ModelStore, StoreError
+from yolov8_trt_ros.deploy.store import ModelStore, StoreError, rollback
 
 REPO = Path(__file__).resolve().parents[1]
 

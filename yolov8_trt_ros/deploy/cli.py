@@ -17,7 +17,7 @@ from pathlib import Path
 from yolov8_trt_ros.deploy import bundle, installer, signing
 from yolov8_trt_ros.deploy.gate import GateError, NodeSettings, record_expected, settings_from_params
 from yolov8_trt_ros.deploy.manifest import BundleError, SmokeSpec
-from yolov8_trt_ros.deploy.store import DEFAULT_ROOT, ModelStore, StoreError
+from yolov8_trt_ros.deploy.store import DEFAULT_ROOT, ModelStore, StoreError, rollback
 
 DEFAULT_PUBLIC_KEY = Path("/etc/yolov8_trt_ros/bundle_signing.pub")
 
@@ -129,7 +129,7 @@ def cmd_install(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    old, new = installer.rollback(ModelStore(args.store), reason=args.reason)
+    old, new = rollback(ModelStore(args.store), reason=args.reason)
     print(f"rolled back: current {new} (was {old})")
     return 0
 

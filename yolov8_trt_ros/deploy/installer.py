@@ -108,15 +108,3 @@ def install(
 def verify_only(bundle_path: Path, public_key_path: Path, scratch: Path) -> Manifest:
     """Signature and every file's hash, extracted into ``scratch`` (the caller removes it)."""
     return bundle.extract_verified(bundle_path, signing.load_public_key(public_key_path), scratch)
-
-
-def rollback(store: ModelStore, reason: str = "operator", reject: bool = False) -> tuple[str, str]:
-    """Make the previous release current again (the node reloads it).
-
-    ``reject`` marks the release left as rejected (the node's automatic rollback).
-    """
-    with store.locked():
-        store.clean_leftovers()
-        old, new = store.rollback(reject=reason if reject else "")
-        store.log("rollback", release=new, replaced=old, reason=reason)
-        return old, new

@@ -242,3 +242,18 @@ class ModelStore:
             f.write(line + "\n")
             f.flush()
             os.fsync(f.fileno())
+
+
+def rollback(store: ModelStore, reason: str = "operator", reject: bool = False) -> tuple[str, str]:
+    """Make the previous release current again (the node reloads it).
+
+    Here, not in the installer: the node rolls back without the bundle and signing modules
+    (and their ``cryptography``), which only installing needs.
+
+    ``reject`` marks the release left as rejected (the node's automatic rollback).
+    """
+    with store.locked():
+        store.clean_leftovers()
+        old, new = store.rollback(reject=reason if reject else "")
+        store.log("rollback", release=new, replaced=old, reason=reason)
+        return old, new

@@ -25,8 +25,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
-from yolov8_trt_ros.deploy.installer import rollback
-from yolov8_trt_ros.deploy.store import ModelStore, StoreError
+from yolov8_trt_ros.deploy.store import ModelStore, StoreError, rollback
 
 STATUS_QOS = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
