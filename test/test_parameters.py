@@ -353,9 +353,9 @@ def test_node_options_defaults_and_image_qos():
         default = getattr(opts, f.name)
         assert BY_NAME[f.name].default == (list(default) if isinstance(default, tuple) else default)
     assert opts.topics == ("image",)
-    qos = opts.image_qos()  # the default matches what the node subscribed with before
+    qos = opts.image_qos()  # best effort as cameras publish; only the newest frame is kept
     assert qos.reliability == qos_profile_sensor_data.reliability == ReliabilityPolicy.BEST_EFFORT
-    assert qos.depth == qos_profile_sensor_data.depth and qos.history == HistoryPolicy.KEEP_LAST
+    assert qos.depth == 1 and qos.history == HistoryPolicy.KEEP_LAST
     _, opts = validate_values(
         {"image_reliability": "reliable", "image_qos_depth": 1, "image_topics": ["a/image", "b/image"]}, NAMES
     )

@@ -4,7 +4,8 @@ Every command is the real CLI in its own process, as typed in a shell (nothing i
 the tools). Needs them installed (a ROS distro, or scripts/setup.sh --dev beside
 ../shared/ros-src); elsewhere these tests skip with the reason. One bring-up serves the module:
 x86.launch.py with ``backend:=onnxruntime`` and ``params_file:=`` a copy of config/x86.yaml
-pointed at the test model (and compressed input on), fed by the camera source at 5 Hz.
+pointed at the test model, fed by the camera source at 5 Hz; a second one checks the compressed
+topic's remapping.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -55,12 +57,13 @@ def ros2(*args: str, timeout: float = 60.0, tries: int = 3) -> str:
     return out
 
 
-@pytest.fixture(scope="module")
-def launched(tmp_path_factory: pytest.TempPathFactory, detector_model: Path) -> Iterator[GraphClient]:
-    tmp = tmp_path_factory.mktemp("ros_cli")
+@contextmanager
+def _launch(
+    tmp: Path, detector_model: Path, *launch_args: str, **node_params: object
+) -> Iterator[tuple[subprocess.Popen, Path]]:
+    """``ros2 launch yolov8_trt_ros x86.launch.py`` with the test model; stopped with SIGINT after."""
     cfg = yaml.safe_load((REPO / "config" / "x86.yaml").read_text())
-    node_params = cfg["/**/yolov8_trt_node"]["ros__parameters"]
-    node_params.update(model_path=str(detector_model), compressed_input=True)
+    cfg["/**/yolov8_trt_node"]["ros__parameters"].update(model_path=str(detector_model), **node_params)
     params = tmp / "params.yaml"
     params.write_text(yaml.safe_dump(cfg))
     log = open(tmp / "launch.log", "w")  # noqa: SIM115 - closed below
@@ -75,22 +78,16 @@ def launched(tmp_path_factory: pytest.TempPathFactory, detector_model: Path) -> 
             "use_camera:=true",
             "camera_source:=synthetic:0",
             f"camera_rate:={CAMERA_RATE}",
+            *launch_args,
         ],
         cwd=REPO,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group: the SIGINT below reaches every node
     )
-    client = GraphClient("cli_probe")
     try:
-        from vision_msgs.msg import Detection2DArray
-
-        got = client.record(Detection2DArray, "/detections")
-        if not client.wait(lambda: len(got) >= 2 or proc.poll() is not None, timeout=120):
-            pytest.fail("no detections from ros2 launch:\n" + (tmp / "launch.log").read_text()[-3000:])
-        yield client
+        yield proc, tmp / "launch.log"
     finally:
-        client.close()
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the shell does
             try:
@@ -101,12 +98,53 @@ def launched(tmp_path_factory: pytest.TempPathFactory, detector_model: Path) -> 
         log.close()
 
 
-def test_launch_remaps_image_and_its_compressed_topic(launched: GraphClient) -> None:
-    # A remapping rule matches a whole name: without its own rule image/compressed would stay
-    # /image/compressed whatever image_topic:= says.
-    subscribed = dict(launched.node.get_subscriber_names_and_types_by_node("yolov8_trt_node", "/"))
-    assert subscribed.get("/camera/image_raw") == ["sensor_msgs/msg/Image"], subscribed
-    assert subscribed.get("/camera/image_raw/compressed") == ["sensor_msgs/msg/CompressedImage"], subscribed
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory: pytest.TempPathFactory, detector_model: Path) -> Iterator[GraphClient]:
+    """The module's bring-up: raw camera images in, detections flowing."""
+    with _launch(tmp_path_factory.mktemp("ros_cli"), detector_model) as (proc, log):
+        client = GraphClient("cli_probe")
+        try:
+            from vision_msgs.msg import Detection2DArray
+
+            got = client.record(Detection2DArray, "/detections")
+            if not client.wait(lambda: len(got) >= 2 or proc.poll() is not None, timeout=120):
+                pytest.fail("no detections from ros2 launch:\n" + log.read_text()[-3000:])
+            yield client
+        finally:
+            client.close()
+
+
+def _subscribed(client: GraphClient, namespace: str = "/") -> dict[str, list[str]]:
+    return dict(client.node.get_subscriber_names_and_types_by_node("yolov8_trt_node", namespace))
+
+
+def test_launch_remaps_image(launched: GraphClient) -> None:
+    assert _subscribed(launched).get("/camera/image_raw") == ["sensor_msgs/msg/Image"], _subscribed(launched)
+
+
+def test_launch_remaps_the_compressed_topic_which_replaces_the_raw_one(
+    tmp_path: Path, detector_model: Path
+) -> None:
+    """A remapping rule matches a whole name: without its own rule image/compressed would stay
+    /image/compressed whatever image_topic:= says. And compressed input is one transport: the raw
+    topic is not subscribed beside it (both fed one slot and advanced the tracker twice).
+
+    A bring-up of its own, in a namespace so that it is told apart from the module's node.
+    """
+    with _launch(tmp_path, detector_model, "namespace:=cmp", compressed_input=True) as (_, log):
+        client = GraphClient("cli_probe_compressed")
+        try:
+            ok = client.wait(
+                lambda: "/camera/image_raw/compressed" in _subscribed(client, "/cmp"), timeout=120
+            )
+            assert ok, log.read_text()[-3000:]
+            subscribed = _subscribed(client, "/cmp")
+            assert subscribed["/camera/image_raw/compressed"] == ["sensor_msgs/msg/CompressedImage"], (
+                subscribed
+            )
+            assert "/camera/image_raw" not in subscribed, subscribed
+        finally:
+            client.close()
 
 
 def test_ros2_topic_hz_reads_the_detection_rate(launched: GraphClient) -> None:
