@@ -184,13 +184,3 @@ def test_worker_answers_every_frame_of_a_stalled_and_a_live_camera(frames):
     assert sum(1 for s, _ in delivered if s == "stalled") == 1
     assert bad == ["empty"] or bad == []  # replaced before taken, or reported; never an exception
     assert all(n > 0 for s, n in delivered)
-
-
-def test_take_full_waits_up_to_its_timeout_for_the_next_batch():
-    slots = FrameSlots(["a"])
-    slots.open()
-    assert slots.take_full(1, timeout=0.02) == []  # nothing came: empty after the wait
-    threading.Timer(0.01, lambda: slots.put("a", 7)).start()
-    start = time.monotonic()
-    assert slots.take_full(1, timeout=2.0) == [("a", 7)]
-    assert time.monotonic() - start < 1.0  # returned when the frame came, not at the timeout

@@ -67,9 +67,6 @@ class FrameSlots:
                 return 0.0
             return time.monotonic() - min(self._arrival[s] for s in self._items)
 
-    def any_waiting(self) -> bool:
-        return bool(self._items)
-
     def waiting(self, stream: Hashable) -> bool:
         """A frame of ``stream`` waits to be taken (its slot is full)."""
         return stream in self._items
@@ -96,21 +93,14 @@ class FrameSlots:
         self._taken()
         return taken
 
-    def take_full(self, max_batch: int, timeout: float = 0.0) -> list[Frame]:
-        """The waiting frames once they make a full batch (waiting up to ``timeout``), else nothing.
+    def take_full(self, max_batch: int) -> list[Frame]:
+        """The waiting frames if they already make a full batch (no waiting), else nothing.
 
         For the worker while a batch is in flight: it launches the next only if that batch
         would not have waited for more frames anyway; otherwise it finishes the current one
         first, so a frame that arrives alone is answered at once.
         """
         with self._cond:
-            if timeout > 0 and not self._closed and not (self._items and self._full(max_batch)):
-                deadline = time.monotonic() + timeout
-                while not self._closed and not (self._items and self._full(max_batch)):
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._cond.wait(left)
             if self._closed or not self._items or not self._full(max_batch):
                 return []
             taken = self._take(max_batch)

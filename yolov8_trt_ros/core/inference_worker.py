@@ -8,12 +8,6 @@ The loop overlaps host and device work only when it pays:
   current one (its upload, preprocessing and inference run while the host postprocesses,
   tracks and publishes the current one); otherwise finish the current one at once, so a frame
   that arrives alone is answered without waiting for the next.
-* saturated input (the last batch was already waiting when the worker came for it: the cameras
-  send faster than the node finishes): wait up to ``overlap_wait_s`` for the next batch before
-  finishing the current one. The middleware hands a camera's next frame over only once its slot
-  is free (``ros/frame_gate.py``), a fraction of a millisecond after the worker took the last;
-  without this wait the worker would finish each frame before the next arrived and host and GPU
-  work would add up instead of overlapping. Camera-rate input never waits here.
 
 A frame that cannot be decoded is reported and left out of its batch; the others go on.
 Nothing raised by one frame or batch stops the thread.
@@ -46,8 +40,6 @@ class WorkerConfig:
     fill_timeout_s: float = 0.0
     #: How often an idle worker checks for stop (it wakes at once for a frame).
     idle_poll_s: float = 0.1
-    #: Saturated input: longest wait for the next batch before finishing the one in flight.
-    overlap_wait_s: float = 0.002
 
 
 @dataclass
@@ -106,13 +98,11 @@ class InferenceWorker:
         cfg = self.cfg
         lanes = self._pipeline.lanes()
         pending: tuple[list[DecodedFrame], InFlight] | None = None
-        saturated = False
         while not self._stop.is_set():
             if pending is None:
-                saturated = self._slots.any_waiting()
                 frames = self._slots.take_batch(cfg.max_batch, cfg.idle_poll_s, cfg.fill_timeout_s)
             else:
-                frames = self._slots.take_full(cfg.max_batch, cfg.overlap_wait_s if saturated else 0.0)
+                frames = self._slots.take_full(cfg.max_batch)
             launched = self._launch(frames, lanes.take()) if frames else None
             if pending is not None:
                 self._finish(*pending)
