@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -34,22 +34,7 @@ Encoding = Literal[
     "bayer_grbg8",
     "mono16",
 ]
-SUPPORTED_ENCODINGS: tuple[str, ...] = (
-    "bgr8",
-    "rgb8",
-    "mono8",
-    "bgra8",
-    "rgba8",
-    "yuv422",
-    "yuv422_yuy2",
-    "nv12",
-    "nv21",
-    "bayer_rggb8",
-    "bayer_bggr8",
-    "bayer_gbrg8",
-    "bayer_grbg8",
-    "mono16",
-)
+SUPPORTED_ENCODINGS: tuple[str, ...] = get_args(Encoding)
 #: Bytes per pixel in one row of the buffer (nv12/nv21: of the Y plane and of the interleaved
 #: UV plane alike, which follows it with ``height / 2`` more rows).
 BYTES_PER_PIXEL: dict[str, int] = {

@@ -21,6 +21,7 @@ from yolov8_trt_ros.core.types import Detections, Track
 from yolov8_trt_ros.ros.serialization import (
     TRACK_STATE_CODES,
     FrameHeader,
+    ImageView,
     class_label,
     detection_id,
     parse_compressed_image,
@@ -43,8 +44,11 @@ __all__ = [
 ]
 
 
-def image_to_array(msg: Image, max_pixels: int) -> tuple[np.ndarray, str]:
-    """A validated HWC view of ``msg.data`` and its encoding; raises ImageError on bad input."""
+def image_to_array(msg: Image | ImageView, max_pixels: int) -> tuple[np.ndarray, str]:
+    """A validated HWC view of ``msg.data`` and its encoding; raises ImageError on bad input.
+
+    ``msg`` is an Image message or the view :func:`parse_image` makes of its serialized bytes.
+    """
     array = image_from_buffer(
         msg.data,
         width=msg.width,
@@ -72,17 +76,8 @@ def raw_image_to_array(raw: bytes, max_pixels: int) -> tuple[np.ndarray, str, Fr
 
     The array is a view into ``raw`` (no pixel copied); raises ImageError on bad bytes or image.
     """
-    msg = parse_image(raw)
-    array = image_from_buffer(
-        msg.data,
-        width=msg.width,
-        height=msg.height,
-        step=msg.step,
-        encoding=msg.encoding,
-        is_bigendian=bool(msg.is_bigendian),
-        max_pixels=max_pixels,
-    )
-    return array, msg.encoding, msg.header
+    view = parse_image(raw)
+    return (*image_to_array(view, max_pixels), view.header)
 
 
 def raw_compressed_to_array(raw: bytes, max_pixels: int) -> tuple[np.ndarray, str, FrameHeader]:
