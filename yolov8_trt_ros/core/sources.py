@@ -5,7 +5,9 @@ A source string names where frames come from:
   * a directory of images (sorted by name) or a single image,
   * ``samples``: ultralytics' bundled photos (bus.jpg, zidane.jpg),
   * ``synthetic[:seed]``: a generated tracking sequence of the project's synthetic scenes
-    (moving, occluding objects of the test model's classes), made in memory.
+    (moving, occluding objects of the test model's classes), made in memory,
+  * a live camera or stream (``0``, ``/dev/video0``, ``rtsp://...``, ``http://...``, a GStreamer
+    pipeline): see :mod:`yolov8_trt_ros.core.live_capture`, read at the device's rate.
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
+
+from yolov8_trt_ros.core.live_capture import LiveCapture, is_live_source
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -67,9 +72,12 @@ def _video_frames(path: Path) -> Iterator[np.ndarray]:
 def iter_frames(source: str, loops: int = 1, synthetic_frames: int = 300) -> Iterator[np.ndarray]:
     """bgr8 frames from ``source``, ``loops`` times over (0: forever).
 
-    The source is opened (and a missing one reported) now; frames are read lazily.
+    The source is opened (and a missing one reported) now; frames are read lazily. A live source
+    yields its newest frame each time one arrives (``loops`` does not apply) until it fails.
     """
     one_pass: Callable[[], Iterator[np.ndarray]]
+    if is_live_source(source):
+        return _live_frames(open_live(source))
     if source == "samples":
         from ultralytics.utils import ASSETS
 
@@ -87,6 +95,26 @@ def iter_frames(source: str, loops: int = 1, synthetic_frames: int = 300) -> Ite
             files = [_read_image(p) for p in _image_files(path)]
             one_pass = lambda: iter(files)  # noqa: E731
     return _repeat(one_pass, loops, source)
+
+
+def open_live(source: str, **kwargs: Any) -> LiveCapture:
+    """A started :class:`LiveCapture` of ``source``; a source that cannot open is a SourceError."""
+    try:
+        return LiveCapture(source, **kwargs).open()
+    except (ValueError, RuntimeError) as exc:
+        raise SourceError(str(exc)) from exc
+
+
+def _live_frames(capture: LiveCapture) -> Iterator[np.ndarray]:
+    try:
+        while True:
+            frame = capture.newest(timeout=1.0)
+            if frame is not None:
+                yield frame.image
+            elif capture.state in ("failed", "closed"):
+                return
+    finally:
+        capture.close()
 
 
 def read_frames(source: str, limit: int) -> list[np.ndarray]:
