@@ -15,6 +15,7 @@ import socketserver
 import threading
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -22,6 +23,9 @@ import pytest
 
 from yolov8_trt_ros.core.live_capture import LiveCapture, is_live_source
 from yolov8_trt_ros.core.sources import SourceError, iter_frames
+
+if TYPE_CHECKING:
+    from yolov8_trt_ros.ros.camera_source import CameraSourceNode
 
 pytestmark = pytest.mark.skipif(
     not cv2.videoio_registry.hasBackend(cv2.CAP_FFMPEG), reason="this OpenCV has no FFmpeg backend"
@@ -219,8 +223,11 @@ def test_iter_frames_reads_a_live_stream(stream):
     assert all(f.shape == (480, 640, 3) for f in itertools.islice(iter_frames(stream.url), 1))
 
 
-@pytest.mark.ros
-def test_camera_node_publishes_each_new_stream_frame_once(stream, rclpy_session):
+def _run_camera(url: str, **params: object) -> tuple[CameraSourceNode, list[tuple[int, float, float]]]:
+    """The camera node on ``url`` with a real subscriber beside it, spun until done (30 s at most).
+
+    Returns the node and (serial, header stamp, arrival) of each image received.
+    """
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.parameter import Parameter
@@ -229,16 +236,10 @@ def test_camera_node_publishes_each_new_stream_frame_once(stream, rclpy_session)
 
     from yolov8_trt_ros.ros.camera_source import CameraSourceNode
 
-    camera = CameraSourceNode(
-        "live_camera",
-        parameter_overrides=[
-            Parameter("source", value=stream.url),
-            Parameter("rate", value=0.0),
-            Parameter("max_frames", value=40),
-        ],
-    )
+    overrides = [Parameter("source", value=url)] + [Parameter(k, value=v) for k, v in params.items()]
+    camera = CameraSourceNode("live_camera", parameter_overrides=overrides)
     listener = rclpy.create_node("live_listener")
-    got: list[tuple[int, float, float]] = []  # serial, header stamp, arrival (ROS clock)
+    got: list[tuple[int, float, float]] = []
 
     def on_image(msg: Image) -> None:
         now = listener.get_clock().now().nanoseconds * 1e-9
@@ -256,16 +257,45 @@ def test_camera_node_publishes_each_new_stream_frame_once(stream, rclpy_session)
             executor.spin_once(timeout_sec=0.05)
         for _ in range(10):
             executor.spin_once(timeout_sec=0.05)
-        assert camera.done and camera.sent == 40
-        assert camera.live is not None and camera.live.state == "closed"
+        assert camera.live is not None
+        return camera, got
     finally:
         executor.shutdown()
         camera.destroy_node()
         listener.destroy_node()
-    # Best-effort discovery may lose the first few; the rest come once each, newest first.
+
+
+@pytest.mark.ros
+def test_camera_node_publishes_each_new_stream_frame_once(stream, rclpy_session):
+    camera, got = _run_camera(stream.url, rate=0.0, max_frames=40)
+    assert camera.done and camera.sent == 40
+    assert camera.live is not None and camera.live.state == "closed"
+    # Best-effort discovery may lose the first few; the rest come once each, in order.
     assert len(got) >= 20, len(got)
     serials = [s for s, _, _ in got]
     assert serials == sorted(serials) and len(set(serials)) == len(serials)
     stamps = [st for _, st, _ in got]
     assert stamps == sorted(stamps)
     assert all(0.0 <= now - st < 2.0 for _, st, now in got), "stamped at capture, just before arrival"
+    # Uncapped, the node sends (nearly) every frame the stream serves.
+    assert serials[-1] - serials[0] <= len(serials) - 1 + LAG
+
+
+@pytest.mark.ros
+def test_camera_node_rate_caps_a_faster_stream(stream, rclpy_session):
+    camera, got = _run_camera(stream.url, rate=10.0, max_frames=12)
+    assert camera.done and camera.sent == 12
+    serials = [s for s, _, _ in got]
+    assert len(serials) >= 6 and serials == sorted(serials)
+    # 10 Hz out of a 30 Hz stream: about two served frames skipped between two sent ones.
+    assert serials[-1] - serials[0] >= 2 * (len(serials) - 1), serials
+
+
+@pytest.mark.ros
+def test_camera_node_refuses_rate_zero_for_a_file_source(rclpy_session):
+    from rclpy.parameter import Parameter
+
+    from yolov8_trt_ros.ros.camera_source import CameraSourceNode
+
+    with pytest.raises(ValueError, match="rate must be > 0"):
+        CameraSourceNode("file_camera", parameter_overrides=[Parameter("rate", value=0.0)])

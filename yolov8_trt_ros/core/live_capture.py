@@ -3,7 +3,8 @@
 A live source string is one of:
   * a V4L2 device: an index (``0``) or a path (``/dev/video0``), opened with ``CAP_V4L2``;
   * a network stream: ``rtsp://``, ``rtsps://``, ``rtmp://``, ``http(s)://`` (e.g. MJPEG), ``udp://``,
-    ``tcp://``, opened with FFmpeg (open and read timeouts set, so a dead host cannot hang us);
+    ``tcp://``, opened with FFmpeg (open and read timeouts set, so a dead host cannot hang us;
+    RTSP over TCP, often needed through NATs: ``OPENCV_FFMPEG_CAPTURE_OPTIONS=rtsp_transport;tcp``);
   * a GStreamer pipeline (any string with ``!``) ending in ``appsink``, opened with
     ``CAP_GSTREAMER``. OpenCV must be built with GStreamer for that: JetPack's OpenCV is, pip's
     ``opencv-python(-headless)`` is not (a clear error says so). A Jetson CSI camera::
@@ -174,6 +175,8 @@ class LiveCapture:
 
     def _set_state(self, state: str, error: str | None = None) -> None:
         with self._cond:
+            if self._stop.is_set() and state != "failed":
+                return  # closed meanwhile (an open that outlived its timeout): stays closed
             self.state = state
             self.error = error
             self._cond.notify_all()
@@ -222,5 +225,5 @@ class LiveCapture:
                 self.frames_dropped += 1
             self._frame = LiveFrame(image, self.frames_read, time.monotonic())
             self._cond.notify_all()
-        if self.on_frame is not None:
+        if self.on_frame is not None and not self._stop.is_set():  # the consumer may be gone once closed
             self.on_frame()

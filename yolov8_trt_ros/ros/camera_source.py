@@ -167,7 +167,12 @@ class CameraSourceNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     stop = signals.init(args)
-    node = CameraSourceNode()
+    try:
+        node = CameraSourceNode()
+    except ValueError as exc:  # a source that cannot open, a bad rate: one clear line, no traceback
+        rclpy.logging.get_logger("camera_source").error(str(exc))
+        rclpy.try_shutdown()
+        raise SystemExit(1) from None
     try:
         while rclpy.ok() and not node.done and not stop.is_set():
             rclpy.spin_once(node, timeout_sec=0.1)
