@@ -299,3 +299,38 @@ def test_camera_node_refuses_rate_zero_for_a_file_source(rclpy_session):
 
     with pytest.raises(ValueError, match="rate must be > 0"):
         CameraSourceNode("file_camera", parameter_overrides=[Parameter("rate", value=0.0)])
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_bringup_detects_and_records_a_live_stream_at_its_own_rate(stream, tmp_path, detector_model):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    repo = Path(__file__).resolve().parents[1]
+    cfg = yaml.safe_load((repo / "config" / "demo.yaml").read_text())
+    cfg["/**/camera_source"]["ros__parameters"].update(source=stream.url, rate=0.0, max_frames=15)
+    cfg["/**/yolov8_trt_node"]["ros__parameters"]["model_path"] = str(detector_model)
+    params = tmp_path / "live.yaml"
+    params.write_text(yaml.safe_dump(cfg))
+    video = tmp_path / "live.mp4"
+    out = subprocess.run(
+        [sys.executable, "-m", "yolov8_trt_ros.ros.bringup", "--params", str(params), "--record", str(video)],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "camera frames sent: 15" in out.stdout
+    processed = int(out.stdout.split("frames processed: ")[1].split()[0])
+    assert processed >= 1
+    cap = cv2.VideoCapture(str(video))
+    assert cap.get(cv2.CAP_PROP_FPS) > 0, "recorded at a real frame rate though the camera's rate is 0"
+    frames = 0
+    while cap.read()[0]:
+        frames += 1
+    assert frames == processed

@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.layer_profile:
             _attach_layer_profiler(detector)
         if args.record:
-            fps = float(sections.get("camera_source", {}).get("ros__parameters", {}).get("rate", 30.0))
+            rate = float(sections.get("camera_source", {}).get("ros__parameters", {}).get("rate", 30.0))
+            fps = rate if rate > 0 else 30.0  # rate 0: a live camera uncapped, its rate unknown here
             recorder = VideoRecorderNode(str(args.record), fps=fps)
             nodes.append(recorder)
         if with_camera:
