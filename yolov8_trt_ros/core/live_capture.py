@@ -131,13 +131,7 @@ class LiveCapture:
         """
         with self._cond:
             last = self._taken if after is None else after
-            self._cond.wait_for(
-                lambda: (
-                    (self._frame is not None and self._frame.index > last)
-                    or self.state in ("failed", "closed")
-                ),
-                timeout,
-            )
+            self._cond.wait_for(lambda: self._has_newer(last) or self.state in ("failed", "closed"), timeout)
             frame = self._frame
             if frame is None or frame.index <= last:
                 return None
