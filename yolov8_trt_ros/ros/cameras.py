@@ -28,7 +28,6 @@ class Camera:
     detections: Any = None
     tracks: Any = None
     debug_image: Any = None
-    subscription: Any = None  # the (gated, raw) image subscription while active
     #: Time between this camera's processed frames (stamps), for track velocities.
     interval: FrameInterval = field(default_factory=FrameInterval)
     #: Frames the middleware overwrote before the node took them (publisher sequence gaps).

@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.exceptions import InvalidHandle
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -177,10 +176,9 @@ class YoloDetectorNode(LifecycleNode):
             callback = functools.partial(self._on_image, index)
             gate = SlotGate(functools.partial(self._slot_free, slots, index))
             cam.gaps = SequenceGaps()
-            cam.subscription = self.create_subscription(
-                msg_type, cam.topic, callback, qos, raw=True, callback_group=gate
+            self._subs.append(
+                self.create_subscription(msg_type, cam.topic, callback, qos, raw=True, callback_group=gate)
             )
-            self._subs.append(cam.subscription)
         max_batch = min(len(self._cameras), self.pipeline.backend.info.max_batch_size, self._batch_size())
         fill = self._opts.batch_timeout_ms / 1000.0
         self._debug = DebugImagePublisher(self._debug_published, self._debug_dropped, self._debug_error)
@@ -319,36 +317,6 @@ class YoloDetectorNode(LifecycleNode):
             self._frame_guard = None
 
     # --- frames ---------------------------------------------------------------------------
-    def _newest(self, camera: int, raw: bytes) -> bytes:
-        """The camera's newest frame, on the inference thread: one that arrived while ``raw``
-        waited in the slot replaces it (``raw`` is then counted as dropped).
-
-        The gated subscription hands a frame over the moment its slot frees, and that frame
-        then waits for the inference thread as long as the frame before takes; with a camera
-        faster than the node it would be one processing time stale. The subscription's
-        keep-last history holds the newest, taken here directly (rcl takes are thread-safe; a
-        deactivated subscription just leaves ``raw``).
-        """
-        cam = self._cameras[camera]
-        sub = cam.subscription
-        if sub is None:
-            return raw
-        try:
-            with sub.handle:
-                taken = sub.handle.take_message(sub.msg_type, True)
-        except InvalidHandle:
-            return raw
-        if taken is None:
-            return raw
-        newer, info = taken
-        overwritten = cam.gaps.update(info)
-        self._diag.frame_received()
-        self._diag.frame_dropped()  # the frame that waited
-        if overwritten:
-            self.counters.inc("received", overwritten)
-            self.counters.inc("dropped", overwritten)
-        return bytes(newer)
-
     @staticmethod
     def _slot_free(slots: FrameSlots, camera: int) -> bool:
         """The gate of a camera's subscription: open while its slot is empty (and slots open)."""
@@ -370,7 +338,6 @@ class YoloDetectorNode(LifecycleNode):
 
     def _decode(self, item: tuple[int, bytes]) -> tuple[np.ndarray, str, FrameHeader]:
         camera, raw = item
-        raw = self._newest(camera, raw)
         max_pixels = self._opts.max_image_pixels
         if self._cameras[camera].compressed:
             return conversions.raw_compressed_to_array(raw, max_pixels)
