@@ -15,6 +15,7 @@ from itertools import count
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
+from test_node_diagnostics import FakeMonitor
 
 from _ros import spin_until
 from yolov8_trt_ros.core.profiling import DeviceSample, Profiler
@@ -194,27 +195,6 @@ def test_sliding_count_matches_a_brute_force_count(resolution):
         SlidingCount(0.0)
 
 
-class ChosenMonitor:
-    """A device monitor with chosen readings that can be told to fail (no GPU on this machine)."""
-
-    name = "chosen"
-
-    def __init__(self, sample: DeviceSample) -> None:
-        self.reading = sample
-        self.fail: Exception | None = None
-
-    def sample(self) -> DeviceSample:
-        if self.fail is not None:
-            raise self.fail
-        return self.reading
-
-    def energy_j(self) -> float | None:
-        return None
-
-    def close(self) -> None:
-        pass
-
-
 def test_values_keep_the_node_keys_and_the_monitor_failure_is_contained(detector_model):
     from yolov8_trt_ros.core.backends.onnxruntime_backend import OnnxRuntimeBackend
     from yolov8_trt_ros.core.config import EngineConfig
@@ -230,7 +210,7 @@ def test_values_keep_the_node_keys_and_the_monitor_failure_is_contained(detector
                 backend.infer(rng.random((1, 3, 640, 640), dtype=np.float32))
             profiler.frame_done()
         util, power = (float(v) for v in rng.uniform([1, 5], [100, 60]))
-        monitor = ChosenMonitor(DeviceSample(time.monotonic(), gpu_util_percent=util, power_w=power))
+        monitor = FakeMonitor(DeviceSample(time.monotonic(), gpu_util_percent=util, power_w=power))
         warnings: list[str] = []
         clock = Clock(start=10.0)
         diag = _diag(clock, warn=warnings.append)
@@ -247,7 +227,7 @@ def test_values_keep_the_node_keys_and_the_monitor_failure_is_contained(detector
         assert float(values["rss_mb"]) > 50 and "rss_peak_mb" in values
         assert values["engine.backend"] == "onnxruntime" and values["engine.device"] == "cpu"
         assert values["engine.input"] == "640x640"
-        assert values["gpu.monitor"] == "chosen" and values["gpu.util_percent"] == f"{util:.1f}"
+        assert values["gpu.monitor"] == FakeMonitor.name and values["gpu.util_percent"] == f"{util:.1f}"
         assert values["gpu.power_w"] == f"{power:.1f}" and "gpu.memory_used_mb" not in values
         assert values["seconds_without_input"] == "0.0"
 
