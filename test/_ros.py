@@ -47,6 +47,7 @@ STATE_LABELS = {
     State.PRIMARY_STATE_INACTIVE: "inactive",
     State.PRIMARY_STATE_ACTIVE: "active",
     State.PRIMARY_STATE_FINALIZED: "finalized",
+    State.TRANSITION_STATE_CONFIGURING: "configuring",
 }
 
 
@@ -164,9 +165,17 @@ class Probe:
         return future.result()
 
     def transition(self, name: str) -> bool:
+        return bool(self._call(self._change, self._change_request(name)).success)
+
+    def transition_async(self, name: str) -> Any:
+        """Request a transition without waiting; the future completes as the probe spins."""
+        return self._change.call_async(self._change_request(name))
+
+    @staticmethod
+    def _change_request(name: str) -> ChangeState.Request:
         req = ChangeState.Request()
         req.transition.id = TRANSITIONS[name]
-        return bool(self._call(self._change, req).success)
+        return req
 
     def state(self) -> str:
         return STATE_LABELS.get(self._call(self._get, GetState.Request()).current_state.id, "other")

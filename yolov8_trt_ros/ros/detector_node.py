@@ -20,7 +20,9 @@ from typing import Any
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.lifecycle import LifecycleNode, LifecycleNodeMixin, LifecycleState, TransitionCallbackReturn
+from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.subscription import MessageInfo
@@ -56,6 +58,7 @@ from yolov8_trt_ros.ros.serialization import (
     TrackArrayWriter,
     velocity_scale,
 )
+from yolov8_trt_ros.ros.threaded_configure import ThreadedConfigure
 
 RESULT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # Reliable so that rviz (reliable by default) and the recorder both connect; shallow so a slow
@@ -76,11 +79,28 @@ class MessageWriters:
         return cls(DetectionArrayWriter(names, use_names), TrackArrayWriter(names, use_names))
 
 
+@dataclass(frozen=True)
+class LoadedModel:
+    """What configure's long part hands to ``on_configure``: a warmed-up pipeline and its settings."""
+
+    pipeline: Pipeline
+    class_names: tuple[str, ...]
+    opts: NodeOptions
+    engine_nms: EngineNms | None
+    cameras: list[Camera]
+    writers: MessageWriters
+
+
 class YoloDetectorNode(LifecycleNode):
     """YOLOv8 detection + ByteTrack as a managed node (see module docstring)."""
 
     def __init__(self, node_name: str = "yolov8_trt_node", **kwargs: Any) -> None:
-        super().__init__(node_name, **kwargs)
+        # LifecycleNode's own __init__, with a reentrant group for the lifecycle services (a
+        # configure awaiting its engine build must not hold get_state back), which
+        # LifecycleNode does not pass on to its mixin.
+        Node.__init__(self, node_name, **kwargs)
+        control = ReentrantCallbackGroup()
+        LifecycleNodeMixin.__init__(self, callback_group=control)
         declare_all(self)
         self.pipeline: Pipeline | None = None
         self.profiler = Profiler()
@@ -101,44 +121,76 @@ class YoloDetectorNode(LifecycleNode):
         self._class_names: tuple[str, ...] = ()
         self._writers: MessageWriters | None = None
         self._opts = NodeOptions.from_values(current_values(self))
+        self._closing = False  # set at shutdown: a configure still loading then frees what it loaded
+        self._configurer = ThreadedConfigure(self, self._prepare, control)
         # Diagnostics in every state, so a monitor sees "unconfigured" or "inactive", not silence.
         self._diag_pub = self.create_publisher(DiagnosticArray, DIAGNOSTICS_TOPIC, DIAGNOSTICS_QOS)
         self._diag_timer = self.create_timer(self._opts.diagnostics_period, self._publish_diagnostics)
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         # Over-the-air model updates and the systemd notify protocol (deploy/README.md).
-        self.model_updater = ModelUpdater(self)
+        self.model_updater = ModelUpdater(self, self.configure_async, control)
         self.systemd = SystemdNotifier(self)
         if self.get_parameter("autostart").value:
-            self._autostart_timer = self.create_timer(0.0, self._autostart)
+            # A coroutine callback (rclpy awaits it; its annotations only name plain callables).
+            self._autostart_timer = self.create_timer(0.0, self._autostart, callback_group=control)  # type: ignore[arg-type]
 
     # --- lifecycle ------------------------------------------------------------------------
-    def _autostart(self) -> None:
+    async def _autostart(self) -> None:
         self.destroy_timer(self._autostart_timer)
-        if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+        if await self.configure_async() == TransitionCallbackReturn.SUCCESS:
             self.trigger_activate()
 
-    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        values = current_values(self)
+    async def configure_async(self) -> TransitionCallbackReturn:
+        """Configure with the engine loaded (or built) off the executor, from a coroutine callback."""
+        return await self._configurer.configure()
+
+    def _prepare(self) -> LoadedModel | Exception:
+        """Configure's long part, ROS-free, on a thread of its own (``ros/threaded_configure.py``)."""
+        self._state = "configuring"  # parameter changes are refused until it ends
         try:
-            base, opts = validate_values(values, None)
-            self.pipeline = Pipeline.create(base, self.profiler)
-            info = self.pipeline.backend.info
-            self._class_names = resolve_class_names(
-                self.pipeline.class_names, info.num_classes, opts.labels_file
-            )
-            cfg, self._opts = validate_values(values, self._class_names)
-            engine_post = self.pipeline.engine_postprocess
-            self._engine_nms = EngineNms.from_postprocess(engine_post) if info.has_nms else None
-            self.pipeline.update_filters(cfg.filters)
-            self._cameras = cameras_from(list(self._opts.image_topics), self._opts.compressed_input)
-            self._writers = MessageWriters.create(self._class_names, self._opts.publish_class_names)
-            self._warm_up(min(len(self._cameras), cfg.engine.batch_size))
+            return self._load(current_values(self))
+        except Exception as exc:  # reported by on_configure, on the executor's thread
+            return exc
+
+    def _load(self, values: dict[str, Any]) -> LoadedModel:
+        """Validate, load (or build) the engine, warm it up; the pipeline is closed on any failure."""
+        base, base_opts = validate_values(values, None)
+        pipeline = Pipeline.create(base, self.profiler)
+        try:
+            info = pipeline.backend.info
+            names = resolve_class_names(pipeline.class_names, info.num_classes, base_opts.labels_file)
+            cfg, opts = validate_values(values, names)
+            engine_nms = EngineNms.from_postprocess(pipeline.engine_postprocess) if info.has_nms else None
+            pipeline.update_filters(cfg.filters)
+            cameras = cameras_from(list(opts.image_topics), opts.compressed_input)
+            self._warm_up(pipeline, min(len(cameras), cfg.engine.batch_size))
+            if self._closing:
+                raise RuntimeError("the node shut down while it configured")
+        except BaseException:
+            pipeline.close()
+            raise
+        writers = MessageWriters.create(names, opts.publish_class_names)
+        return LoadedModel(pipeline, names, opts, engine_nms, cameras, writers)
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        prepared = self._configurer.take()  # None: triggered directly, load here
+        try:
+            loaded = self._load(current_values(self)) if prepared is None else prepared
+            if isinstance(loaded, Exception):
+                raise loaded
         except Exception as exc:  # any failure leaves the node unconfigured, ready to retry
             self.get_logger().error(f"configure failed: {exc}")
             self._diag.configure_failed(str(exc))
-            self._release_pipeline()
+            self._state = "unconfigured"
             return TransitionCallbackReturn.FAILURE
+        self.pipeline = loaded.pipeline
+        self._class_names = loaded.class_names
+        self._opts = loaded.opts
+        self._engine_nms = loaded.engine_nms
+        self._cameras = loaded.cameras
+        self._writers = loaded.writers
+        info = loaded.pipeline.backend.info
         self._diag.configured()
         self._diag_timer.timer_period_ns = int(self._opts.diagnostics_period * 1e9)
         self._open_monitor()
@@ -208,6 +260,7 @@ class YoloDetectorNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._closing = True
         self._release_all()
         self._state = "finalized"
         return TransitionCallbackReturn.SUCCESS
@@ -225,15 +278,14 @@ class YoloDetectorNode(LifecycleNode):
     def _batch_size(self) -> int:
         return int(self.get_parameter("batch_size").value)
 
-    def _warm_up(self, max_batch: int) -> None:
+    def _warm_up(self, pipeline: Pipeline, max_batch: int) -> None:
         """Every batch size the cameras can form through every stage, so lazy allocations,
         kernel builds and CUDA graph captures happen now rather than on the first frames."""
-        assert self.pipeline is not None
         frame = np.full((480, 640, 3), 114, np.uint8)
         for batch in range(1, max(1, max_batch) + 1):
             for _ in range(3):
-                self.pipeline.process([frame] * batch, ["bgr8"] * batch)
-        self.pipeline.reset_tracker()
+                pipeline.process([frame] * batch, ["bgr8"] * batch)
+        pipeline.reset_tracker()
         self.profiler.reset()
 
     def _release_pipeline(self) -> None:

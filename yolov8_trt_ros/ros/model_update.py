@@ -17,9 +17,11 @@ updates; otherwise ``model_path`` is set to ``<store>/current/model.onnx``) and
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from rclpy.callback_groups import CallbackGroup
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -36,8 +38,17 @@ OK = TransitionCallbackReturn.SUCCESS
 class ModelUpdater:
     """Created once in the node's ``__init__`` (after its parameters are declared)."""
 
-    def __init__(self, node: LifecycleNode) -> None:
+    def __init__(
+        self,
+        node: LifecycleNode,
+        configure: Callable[[], Awaitable[TransitionCallbackReturn]],
+        group: CallbackGroup,
+    ) -> None:
+        """``configure`` runs the transition with the engine loaded off the executor; ``group``
+        must be reentrant (the check awaits it, and a busy exclusive group would hold the
+        parameter services back)."""
         self.node = node
+        self._configure = configure
         root = str(node.declare_parameter("model_store", "").value or "")
         period = float(node.declare_parameter("model_watch_period", 2.0).value or 2.0)
         self.store: ModelStore | None = None
@@ -50,7 +61,8 @@ class ModelUpdater:
         self.loaded = self.store.current
         self._pub = node.create_publisher(String, "~/model_release", STATUS_QOS)
         self._publish("loaded" if self.loaded else "empty store", "")
-        self._timer = node.create_timer(period, self.check)
+        # A coroutine callback (rclpy awaits it; its annotations only name plain callables).
+        self._timer = node.create_timer(period, self.check, callback_group=group)  # type: ignore[arg-type]
 
     def _state(self) -> str:
         return str(self.node._state_machine.current_state[1])  # rclpy keeps no public getter
@@ -66,7 +78,7 @@ class ModelUpdater:
         payload: dict[str, Any] = {"release": release, "version": version, "status": status, "error": error}
         self._pub.publish(String(data=json.dumps(payload)))
 
-    def check(self) -> None:
+    async def check(self) -> None:
         """Timer: reload when ``current`` moved since the last load."""
         if self.store is None or self._busy:
             return
@@ -75,11 +87,11 @@ class ModelUpdater:
             return
         self._busy = True
         try:
-            self.reload(current)
+            await self.reload(current)
         finally:
             self._busy = False
 
-    def _cycle(self, was_active: bool) -> bool:
+    async def _cycle(self, was_active: bool) -> bool:
         """deactivate → cleanup → configure (→ activate); True if it ends where it started."""
         node = self.node
         state = self._state()
@@ -87,11 +99,11 @@ class ModelUpdater:
             return False
         if self._state() == "inactive" and node.trigger_cleanup() != OK:
             return False
-        if node.trigger_configure() != OK:
+        if await self._configure() != OK:
             return False
         return not was_active or node.trigger_activate() == OK
 
-    def reload(self, release: str) -> bool:
+    async def reload(self, release: str) -> bool:
         """Load ``release`` (the store's current); on failure go back to the previous one."""
         log = self.node.get_logger()
         assert self.store is not None
@@ -105,7 +117,7 @@ class ModelUpdater:
             # air): bring it up on this one, as autostart would have.
             was_active = True
         log.info(f"model update: {self.loaded} -> {release}; reloading through the lifecycle")
-        if self._cycle(was_active):
+        if await self._cycle(was_active):
             self.loaded = release
             log.info(f"model update: now serving {release}")
             self._publish("loaded", "")
@@ -118,7 +130,7 @@ class ModelUpdater:
             log.error(f"model update: rollback impossible ({exc}); the node stays unconfigured")
             self._publish("failed", f"{error}; rollback impossible: {exc}")
             return False
-        if self._cycle(was_active):
+        if await self._cycle(was_active):
             self.loaded = back
             log.warning(f"model update: rolled back, serving {back} again")
             self._publish("rolled back", error)

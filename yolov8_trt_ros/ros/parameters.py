@@ -640,7 +640,7 @@ def check_change(
 ) -> str | None:
     """Why a parameter change must be refused, or None: the whole check of a set-parameters callback.
 
-    ``state`` is the lifecycle state label (``unconfigured``, ``inactive``, ``active``);
+    ``state`` is the lifecycle state label (``unconfigured``, ``configuring``, ``inactive``, ``active``);
     ``class_names`` the served classes once configured (else None); ``engine_nms`` the loaded
     engine's built-in NMS settings (None without in-engine NMS or engine). Only the changed
     parameters are judged against the engine, so a setting the engine was built with never
@@ -650,6 +650,8 @@ def check_change(
         spec = BY_NAME.get(name)
         if spec is None:
             continue
+        if state == "configuring":
+            return f"the node is configuring (loading or building its engine): set {name} once it is inactive"
         if spec.reconfigure and state != "unconfigured":
             return (
                 f"{name} decides what configure loads: deactivate and clean up the node, "
