@@ -266,14 +266,14 @@ def quantize_qdq(
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    options = options or QuantizeOptions()
+    opts = options or QuantizeOptions()
     methods = {
         "entropy": CalibrationMethod.Entropy,
         "percentile": CalibrationMethod.Percentile,
         "minmax": CalibrationMethod.MinMax,
     }
-    if options.method not in methods:
-        raise CalibrationError(f"method {options.method!r} must be one of {sorted(methods)}")
+    if opts.method not in methods:
+        raise CalibrationError(f"method {opts.method!r} must be one of {sorted(methods)}")
     info = read_model_info(model_path)
     if info.is_qdq:
         raise CalibrationError(f"{model_path} is already quantized")
@@ -286,7 +286,7 @@ def quantize_qdq(
         )
     output = Path(output_path) if output_path else int8_sibling(model_path)
     source = onnx.load(str(model_path))
-    exclude = head_tail_nodes(source) if options.keep_head_float else []
+    exclude = head_tail_nodes(source) if opts.keep_head_float else []
     extra: dict[str, Any] = {
         "ActivationSymmetric": True,  # TensorRT accepts only zero-point 0
         "WeightSymmetric": True,
@@ -299,7 +299,7 @@ def quantize_qdq(
         # pruned channel), far below the ranges of a trained network's activations.
         "MinimumRealRange": 0.01,
         "CalibStridedMinMax": _stride(len(images)),  # despite the name: ranges for every method
-        "CalibPercentile": options.percentile,
+        "CalibPercentile": opts.percentile,
     }
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
@@ -312,8 +312,8 @@ def quantize_qdq(
                 str(staged),
                 calibration_data_reader=_Reader(images, info.input_name),
                 quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=list(options.op_types),
-                per_channel=options.per_channel,
+                op_types_to_quantize=list(opts.op_types),
+                per_channel=opts.per_channel,
                 activation_type=QuantType.QInt8,
                 weight_type=QuantType.QInt8,
                 nodes_to_exclude=exclude,
@@ -322,22 +322,22 @@ def quantize_qdq(
             )
 
         try:
-            run(options.method)
+            run(opts.method)
         except ValueError as exc:
             # ORT's percentile histogram asks NumPy for 2048 bins over |x| and fails on an
             # activation whose range is too narrow for that many float32 bins (a constant
             # channel: untrained or pruned networks). Entropy bins a symmetric range instead.
-            if options.method != "percentile" or "Too many bins" not in str(exc):
+            if opts.method != "percentile" or "Too many bins" not in str(exc):
                 raise
             LOG.warning("percentile calibration failed (%s); calibrating with entropy instead", exc)
-            options = replace(options, method="entropy")
-            run(options.method)
+            opts = replace(opts, method="entropy")
+            run(opts.method)
         quantized = onnx.load(str(staged))
     del quantized.metadata_props[:]
     for prop in source.metadata_props:
         quantized.metadata_props.add(key=prop.key, value=prop.value)
     settings = {
-        **asdict(options),
+        **asdict(opts),
         "source_sha256": info.sha256,
         "image_set_sha256": images.sha256,
         "num_images": len(images.paths),
@@ -351,7 +351,7 @@ def quantize_qdq(
     LOG.info(
         "wrote Q/DQ INT8 model %s (%s, %d images, %d head nodes in float)",
         output,
-        options.method,
+        opts.method,
         len(images.paths),
         len(exclude),
     )

@@ -242,7 +242,7 @@ class Pipeline:
             if update is not None:
                 update(self.postprocess_cfg)
             output = self.backend.infer(tensor)
-        sources = list(streams) if streams is not None else [0] * len(images)
+        sources: list[Hashable] = list(streams) if streams is not None else [0] * len(images)
         return InFlight(output, letterboxes, lane, sources)
 
     def finish(self, job: InFlight) -> list[FrameResult]:

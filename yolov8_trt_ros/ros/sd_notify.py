@@ -19,10 +19,12 @@ import os
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.node import Node
+
+if TYPE_CHECKING:  # the node imports this module
+    from yolov8_trt_ros.ros.detector_node import YoloDetectorNode
 
 
 def notify(message: str, environ: dict[str, str] | None = None) -> bool:
@@ -95,7 +97,7 @@ class SystemdNotifier:
     bookkeeping; one place to adapt if those move).
     """
 
-    def __init__(self, node: Node, environ: dict[str, str] | None = None) -> None:
+    def __init__(self, node: YoloDetectorNode, environ: dict[str, str] | None = None) -> None:
         self.node = node
         self.environ = dict(os.environ if environ is None else environ)
         stall_s = float(node.declare_parameter("watchdog_stall_s", 5.0).value or 5.0)

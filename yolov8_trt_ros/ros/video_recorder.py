@@ -36,7 +36,7 @@ class VideoRecorderNode(Node):
     def _on_image(self, msg: Image) -> None:
         frame, _ = image_to_array(msg, max_pixels=msg.width * msg.height)
         if self._writer is None:
-            fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+            fourcc = cv2.VideoWriter.fourcc(*"mp4v")
             self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, (msg.width, msg.height))
             if not self._writer.isOpened():
                 raise RuntimeError(f"cannot write video {self.path}")
