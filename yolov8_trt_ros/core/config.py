@@ -284,6 +284,14 @@ class TrackerConfig(StageConfig):
     min_box_area: float = 10.0
     fuse_score: bool = True
     class_aware: bool = False
+    # Re-identification from the detector's own embeddings (BoT-SORT-style fusion plus a gallery
+    # of lost tracks); off, or on a model without embeddings, the tracker is exactly ByteTrack.
+    reid_enabled: bool = False
+    reid_buffer: int = 150  # frames (at 30 FPS, scaled like track_buffer) a lost track can be re-found
+    proximity_thresh: float = 0.5  # appearance counts only where 1 - IoU is below this (BoT-SORT)
+    appearance_thresh: float = 0.25  # maximum cosine distance for an appearance match (BoT-SORT)
+    gallery_thresh: float = 0.2  # maximum cosine distance to re-find a lost track anywhere in the frame
+    ema_alpha: float = 0.9  # per-track embedding smoothing: f = alpha * f + (1 - alpha) * new
 
     def validate(self) -> list[str]:
         errors: list[str] = []
@@ -304,9 +312,19 @@ class TrackerConfig(StageConfig):
             errors.append("frame_rate must be positive")
         if self.min_box_area < 0:
             errors.append("min_box_area must be >= 0")
+        for name in ("proximity_thresh", "appearance_thresh", "gallery_thresh"):
+            errors += _in_range(name, getattr(self, name), 0.0, 2.0)  # cosine distance: [0, 2]
+        errors += _in_range("ema_alpha", self.ema_alpha, 0.0, 1.0)
+        if self.reid_buffer < 0:
+            errors.append("reid_buffer must be >= 0")
         return errors
 
     @property
     def max_time_lost(self) -> int:
         """Frames a lost track survives: the buffer scaled from 30 FPS to the frame rate."""
         return int(self.frame_rate / 30.0 * self.track_buffer)
+
+    @property
+    def max_reid_lost(self) -> int:
+        """Frames a lost track stays in the re-identification gallery, scaled like ``max_time_lost``."""
+        return int(self.frame_rate / 30.0 * self.reid_buffer)

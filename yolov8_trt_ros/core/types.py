@@ -109,12 +109,16 @@ class Detections:
     """Detections of one image, in source-image pixels.
 
     ``boxes`` is ``[N, 4]`` float32 (x1, y1, x2, y2), ``scores`` ``[N]`` float32 and
-    ``class_ids`` ``[N]`` int32, sorted by descending score.
+    ``class_ids`` ``[N]`` int32, sorted by descending score. ``embeddings`` is ``[N, D]``
+    float32 with L2-normalised rows (the appearance of each detection, taken from the
+    network's own features at its anchor) where the model has an ``embeddings`` output, else
+    None: the tracker then associates by motion only.
     """
 
     boxes: FloatArray
     scores: FloatArray
     class_ids: IntArray
+    embeddings: FloatArray | None = None
 
     def __post_init__(self) -> None:
         self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
@@ -125,6 +129,12 @@ class Detections:
                 f"inconsistent detection arrays: {len(self.boxes)} boxes, "
                 f"{len(self.scores)} scores, {len(self.class_ids)} class ids"
             )
+        if self.embeddings is not None:
+            self.embeddings = np.asarray(self.embeddings, dtype=np.float32)
+            if self.embeddings.ndim != 2 or len(self.embeddings) != len(self.boxes):
+                raise ValueError(
+                    f"embeddings of shape {self.embeddings.shape} for {len(self.boxes)} detections"
+                )
 
     @classmethod
     def empty(cls) -> Detections:
@@ -135,7 +145,8 @@ class Detections:
 
     def select(self, keep: npt.NDArray[np.bool_] | npt.NDArray[np.intp]) -> Detections:
         """A subset by boolean mask or index array (order of ``keep`` for indices)."""
-        return Detections(self.boxes[keep], self.scores[keep], self.class_ids[keep])
+        embeddings = self.embeddings[keep] if self.embeddings is not None else None
+        return Detections(self.boxes[keep], self.scores[keep], self.class_ids[keep], embeddings)
 
 
 @dataclass
@@ -146,6 +157,10 @@ class EngineOutput:
     class scores) for backends without NMS; the ``nms_*`` arrays are the in-engine NMS
     result in network-input pixels: ``nms_count [B]``, ``nms_boxes [B, K, 4]`` xyxy,
     ``nms_scores [B, K]``, ``nms_classes [B, K]``.
+
+    ``embeddings`` (models with an appearance output, else None) follows the form: with
+    ``raw`` it is per anchor, ``[B, D, A]``; with the ``nms_*`` arrays it is already gathered
+    for the kept detections, ``[B, K, D]`` in the order of ``nms_boxes``. Rows are L2-normalised.
 
     Asynchronous backends return before the device has finished: their arrays are then views
     of pinned host buffers that the device is still writing, and ``pending`` is set. Call
@@ -159,6 +174,7 @@ class EngineOutput:
     nms_boxes: FloatArray | None = None
     nms_scores: FloatArray | None = None
     nms_classes: IntArray | None = None
+    embeddings: FloatArray | None = None
     #: Set by an asynchronous backend: waits for the device and detaches the arrays.
     pending: Callable[[EngineOutput], None] | None = field(default=None, repr=False, compare=False)
 

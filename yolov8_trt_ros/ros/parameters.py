@@ -427,6 +427,49 @@ PARAMS: tuple[ParamSpec, ...] = (
         "associate only within a class",
         name="tracker.class_aware",
     ),
+    # --- tracker: re-identification (live) -----------------------------------------------
+    _spec(
+        "tracker",
+        "reid_enabled",
+        "associate by appearance too (the model's embeddings output) and re-find lost tracks; "
+        "off, or without embeddings, the tracker is plain ByteTrack",
+        name="reid.enabled",
+    ),
+    _spec(
+        "tracker",
+        "reid_buffer",
+        "frames (at 30 FPS) a lost track can be re-found by appearance",
+        name="reid.buffer",
+        int_range=(0, 100000),
+    ),
+    _spec(
+        "tracker",
+        "proximity_thresh",
+        "appearance is fused only where the IoU distance (1 - IoU) is below this",
+        name="reid.proximity_thresh",
+        float_range=U01,
+    ),
+    _spec(
+        "tracker",
+        "appearance_thresh",
+        "largest cosine distance that counts as the same look",
+        name="reid.appearance_thresh",
+        float_range=(0.0, 2.0),
+    ),
+    _spec(
+        "tracker",
+        "gallery_thresh",
+        "largest cosine distance to re-find a lost track wherever it reappears",
+        name="reid.gallery_thresh",
+        float_range=(0.0, 2.0),
+    ),
+    _spec(
+        "tracker",
+        "ema_alpha",
+        "smoothing of a track's embedding (weight of its past)",
+        name="reid.ema_alpha",
+        float_range=U01,
+    ),
     # --- node (NodeOptions) ------------------------------------------------------------
     _spec(
         "node",
