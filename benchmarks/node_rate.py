@@ -93,6 +93,44 @@ def publish(topic: str, width: int, height: int, rate: float, seconds: float) ->
     rclpy.try_shutdown()
 
 
+# --- relay process: the floor ------------------------------------------------------------
+def relay(topics: list[str]) -> None:
+    """Answer every image at once with an empty ``Detection2DArray`` carrying its header.
+
+    The same middleware path as the node (raw subscription with the camera QoS, the header
+    parsed from the bytes, a serialized answer published), without inference: its latency is
+    what DDS delivery and rclpy's wake-ups cost, the floor under the node's figures.
+    """
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from sensor_msgs.msg import Image
+    from vision_msgs.msg import Detection2DArray
+
+    from yolov8_trt_ros.core.types import Detections
+    from yolov8_trt_ros.ros.conversions import raw_image_to_array
+    from yolov8_trt_ros.ros.serialization import DetectionArrayWriter
+
+    rclpy.init()
+    node = rclpy.create_node(f"bench_relay_{os.getpid()}")
+    writer = DetectionArrayWriter((), False)
+    empty = Detections.empty()
+    for topic in topics:
+        out = topic.rsplit("/", 1)[0] + "/detections"
+        pub = node.create_publisher(
+            Detection2DArray, out, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        )
+
+        def answer(raw: bytes, pub: Any = pub) -> None:
+            _, _, header = raw_image_to_array(raw, 1 << 30)
+            pub.publish(writer.write(empty, header))
+
+        node.create_subscription(Image, topic, answer, qos_profile_sensor_data, raw=True)
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    executor.spin()
+
+
 # --- pipeline reference ------------------------------------------------------------------
 def pipeline_fps(args: argparse.Namespace, width: int, height: int, batch: int, iters: int) -> float:
     """``process_stream`` FPS on the same frames, in this process, before the node starts."""
@@ -137,7 +175,9 @@ def node_process(
     }
     if len(topics) > 1:
         params["image_topics"] = topics
-    if entry == "bringup":
+    if entry == "relay":
+        cmd = [sys.executable, str(Path(__file__).resolve()), "relay", "--topic", ",".join(topics)]
+    elif entry == "bringup":
         import yaml
 
         cfg = Path(tempfile.mkdtemp()) / "bench.yaml"
@@ -259,6 +299,9 @@ def run_phase(
 
 
 def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "relay":
+        relay(sys.argv[sys.argv.index("--topic") + 1].split(","))
+        return 0
     if len(sys.argv) > 1 and sys.argv[1] == "publish":
         ap = argparse.ArgumentParser()
         ap.add_argument("cmd")
@@ -274,7 +317,9 @@ def main() -> int:
     ap.add_argument("--backend", default="onnxruntime")
     ap.add_argument("--precision", default="fp16")
     ap.add_argument("--model", default=str(REPO / "models" / "test" / "yolov8n_synth.onnx"))
-    ap.add_argument("--entries", default="detector_node,bringup")
+    ap.add_argument(
+        "--entries", default="detector_node,bringup", help="also relay: the middleware floor, no inference"
+    )
     ap.add_argument("--sizes", default="640x480,1920x1080")
     ap.add_argument(
         "--rates", default="30,60,240,1000,0", help="Hz per camera; 0 = as fast as the publisher can"
