@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from _embedding_refs import iou_matrix, numpy_anchor_embeddings, onnxruntime_detections, synthetic_batch
 
 from yolov8_trt_ros.core.backends.cuda_backend import (
     EMBEDDINGS_OUTPUT,
@@ -25,7 +26,7 @@ from yolov8_trt_ros.core.backends.cuda_backend import (
     onnx_declares_embeddings,
 )
 from yolov8_trt_ros.core.config import PostprocessConfig
-from yolov8_trt_ros.core.postprocess import decode_candidates, nms_numpy, postprocess
+from yolov8_trt_ros.core.postprocess import postprocess
 from yolov8_trt_ros.core.postprocess_gpu import row_words, unpack, unpack_embeddings
 from yolov8_trt_ros.core.types import EngineOutput, Letterbox
 
@@ -34,19 +35,6 @@ TEST_MODEL = REPO / "models/test/yolov8n_synth.onnx"
 
 
 # ---- references ------------------------------------------------------------------------------
-def numpy_anchor_embeddings(feats: list[np.ndarray]) -> np.ndarray:
-    """The contract written out cell by cell: ``[B, A, D]``, float64 then float32."""
-    dim = min(f.shape[1] for f in feats)
-    rows = []
-    for f in feats:
-        b, c, h, w = f.shape
-        cells = f.astype(np.float64).transpose(0, 2, 3, 1).reshape(b, h * w, c)
-        rows.append(cells.reshape(b, h * w, dim, c // dim).mean(axis=-1))
-    out = np.concatenate(rows, axis=1)
-    norm = np.linalg.norm(out, axis=-1, keepdims=True)
-    return (out / np.maximum(norm, 1e-12)).astype(np.float32)
-
-
 def pack_rows(
     count: np.ndarray,
     boxes: np.ndarray,
@@ -123,17 +111,6 @@ def _cpu_test_model() -> tuple[Any, tuple[int, int]]:
     return prepare_for_export(load_torch_model(weights), size), size
 
 
-def _synthetic_batch(size: tuple[int, int], frames: int) -> tuple[np.ndarray, list[Letterbox]]:
-    from yolov8_trt_ros.core.config import PreprocessConfig
-    from yolov8_trt_ros.core.preprocess import CpuPreprocessor
-    from yolov8_trt_ros.core.sources import iter_frames
-
-    images = list(iter_frames("synthetic:0", synthetic_frames=frames))
-    pre = CpuPreprocessor(PreprocessConfig(input_width=size[1], input_height=size[0]))
-    tensor, lbs = pre(images, ["bgr8"] * len(images))
-    return np.array(tensor, copy=True), lbs
-
-
 def test_tap_reduces_the_detect_inputs_of_the_test_model() -> None:
     """The hook on the real head: its value is the NumPy reduction of the maps the head received,
     one row per anchor of the head's output."""
@@ -143,7 +120,7 @@ def test_tap_reduces_the_detect_inputs_of_the_test_model() -> None:
     head.register_forward_pre_hook(lambda _m, args: seen.extend(x.detach().numpy().copy() for x in args[0]))
     tap = EmbeddingTap()
     head.register_forward_pre_hook(tap)
-    x, _ = _synthetic_batch(size, 2)
+    x, _ = synthetic_batch(size, 2)
     with torch.inference_mode():
         out = model(torch.from_numpy(x))
     emb = tap.take()
@@ -295,7 +272,7 @@ def _cuda(precision: str, **kw: Any) -> Any:
 
 def _test_inputs(size: tuple[int, int]) -> tuple[np.ndarray, list[Letterbox]]:
     """Three synthetic frames and one fresh random image (letterboxed as the pipeline does)."""
-    frames, lbs = _synthetic_batch(size, 3)
+    frames, lbs = synthetic_batch(size, 3)
     noise = np.random.default_rng().random((1, 3, *size), dtype=np.float32)
     return np.concatenate((frames, noise)), [*lbs, Letterbox.fit(size[1], size[0], size[1], size[0])]
 
@@ -355,40 +332,6 @@ def test_cuda_end_to_end_embeddings_are_the_kept_anchors_rows(graph: bool) -> No
     raw.close()
 
 
-def _onnxruntime_detections(
-    images: np.ndarray, cfg: PostprocessConfig
-) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], np.ndarray]:
-    """ONNX Runtime CPU FP32: per image (boxes, classes, embeddings) of the kept detections
-    (the NumPy rule, anchors tracked), and the per-anchor embeddings ``[B, D, A]``."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(TEST_MODEL), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    if EMBEDDINGS_OUTPUT not in names:
-        pytest.skip(f"{TEST_MODEL.name} has no '{EMBEDDINGS_OUTPUT}' output yet (outputs {names})")
-    head, emb = session.run([names[0], EMBEDDINGS_OUTPUT], {session.get_inputs()[0].name: images})
-    result = []
-    for b in range(len(images)):
-        boxes, _scores, classes = decode_candidates(head[b], cfg.num_classes, cfg)
-        # The anchors in the candidates' order: the same stable sort decode_candidates does.
-        best = head[b, 4 : 4 + cfg.num_classes].max(axis=0)
-        passing = np.flatnonzero(best >= cfg.conf_threshold)
-        order = passing[np.argsort(-best[passing], kind="stable")][: cfg.pre_nms_top_k]
-        keep = nms_numpy(
-            boxes, None if cfg.class_agnostic else classes, cfg.iou_threshold, cfg.max_detections
-        )
-        result.append((boxes[keep], classes[keep], emb[b][:, order[keep]].T))
-    return result, emb
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)
-    area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=-1)  # noqa: E731
-    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
-
-
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_cuda_embeddings_match_onnxruntime_on_the_same_detections(precision: str) -> None:
@@ -399,7 +342,7 @@ def test_cuda_embeddings_match_onnxruntime_on_the_same_detections(precision: str
     x, _ = _test_inputs(size)
     identity = [Letterbox.fit(size[1], size[0], size[1], size[0])] * len(x)
     cfg = PostprocessConfig(num_classes=backend.info.num_classes, conf_threshold=0.25)
-    ref, ref_per_anchor = _onnxruntime_detections(x, cfg)
+    ref, ref_per_anchor = onnxruntime_detections(TEST_MODEL, x, cfg)
     xs = torch.from_numpy(x).cuda()
     per_anchor = raw.infer(xs).embeddings.cpu().numpy()
     cos = np.sum(per_anchor * ref_per_anchor, axis=1)  # [B, A]: unit rows
@@ -413,7 +356,7 @@ def test_cuda_embeddings_match_onnxruntime_on_the_same_detections(precision: str
         if len(r_boxes) == 0 or len(det) == 0:
             continue
         assert det.embeddings is not None
-        iou = _iou(r_boxes, det.boxes)
+        iou = iou_matrix(r_boxes, det.boxes)
         iou[r_classes[:, None] != det.class_ids[None, :]] = 0
         for i, j in enumerate(iou.argmax(axis=1)):
             if iou[i, j] >= 0.9:
