@@ -255,8 +255,10 @@ def test_gpu_nms_gathers_each_kept_anchors_embedding(seed: int) -> None:
         decoded = np.stack((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), axis=1)
         np.testing.assert_array_equal(boxes[b, :n], decoded)
         assert (kept_anchors[b, n:] == -1).all() and not gathered[b, n:].any()
+    needs_them = GpuNms(cfg, classes, anchors, batch, device, embedding_dim=D)
     with pytest.raises(ValueError, match="embeddings"):
-        GpuNms(cfg, classes, anchors, batch, device, embedding_dim=D).enqueue(head)
+        needs_them.enqueue(head)  # made with embeddings: refuses a call without them
+    needs_them.close()
 
 
 def _cuda(precision: str, **kw: Any) -> Any:
