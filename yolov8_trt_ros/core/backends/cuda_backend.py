@@ -55,14 +55,12 @@ from typing import Any
 import numpy as np
 
 from yolov8_trt_ros.core.backends.base import BackendError, BackendInfo
+from yolov8_trt_ros.core.backends.io_plan import EMBEDDINGS_OUTPUT
 from yolov8_trt_ros.core.backends.model_info import parse_imgsz, parse_names, read_model_info
 from yolov8_trt_ros.core.config import EngineConfig, PostprocessConfig
 from yolov8_trt_ros.core.types import EngineOutput
 
 LOG = logging.getLogger(__name__)
-
-#: Name of the ONNX output that declares appearance embeddings (``[B, D, A]``).
-EMBEDDINGS_OUTPUT = "embeddings"
 
 
 def anchor_embeddings(feats: Any) -> Any:
