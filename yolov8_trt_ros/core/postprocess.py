@@ -170,7 +170,8 @@ def _from_engine_nms(
     Whole-batch array operations (this runs per frame on the host, in the GPU pipeline's
     critical path): each image's rows are its first ``count`` slots passing the threshold,
     best first, cut to ``max_detections``. Both in-engine NMS implementations return rows
-    sorted by score; an image whose rows are not is re-sorted (stable) on its own.
+    sorted by score; an image whose rows are not is re-sorted (stable) on its own. Gathered
+    ``embeddings`` ``[B, K, D]`` follow the rows they belong to.
     """
     assert output.nms_boxes is not None and output.nms_scores is not None and output.nms_classes is not None
     counts = np.asarray(output.nms_count).reshape(-1)
@@ -188,6 +189,7 @@ def _from_engine_nms(
         keep &= np.cumsum(keep, axis=1) <= cfg.max_detections
     batched = len(letterboxes) > 2  # one mapping for the batch beats a few per image from here
     mapped = _to_source_batch(boxes, letterboxes) if batched else boxes
+    gathered = None if output.embeddings is None else output.embeddings[:, :top]  # [B, top, D]
     results: list[Detections] = []
     for b, lb in enumerate(letterboxes):
         sel: np.ndarray = keep[b]
@@ -196,7 +198,8 @@ def _from_engine_nms(
             sel = np.flatnonzero(scores[b, :n] >= cfg.conf_threshold)
             sel = sel[np.argsort(-scores[b, sel], kind="stable")][: cfg.max_detections]
         picked = mapped[b, sel] if batched else lb.to_source(boxes[b, sel])
-        results.append(Detections(picked, scores[b, sel], classes[b, sel]))
+        embeddings = None if gathered is None else np.asarray(gathered[b], dtype=np.float32)[sel]
+        results.append(Detections(picked, scores[b, sel], classes[b, sel], embeddings))
     return results
 
 

@@ -12,7 +12,11 @@ through cuda-python, as ``preprocess_cuda.py`` compiles ``letterbox.cu``):
 3. ``nms_mask``: the pairwise suppression bit matrix of the first ``n`` (IoU in float64);
 4. ``nms_scan``: one block per image walks it greedily and writes the EfficientNMS contract
    (count, boxes ``[M, 4]``, scores ``[M]``, classes ``[M]``, zero-padded) into one packed
-   float32 row per image, so that one device-to-host copy fetches the whole batch.
+   float32 row per image, so that one device-to-host copy fetches the whole batch;
+5. with appearance embeddings (``embedding_dim > 0``), ``nms_scan`` also writes each kept
+   detection's anchor index into the row and ``nms_gather_embeddings`` copies that anchor's
+   embedding (from the per-anchor ``[B, anchors, D]`` tensor the caller computed in the same
+   stream) after it: the row grows by ``M * (1 + D)`` words, still one copy.
 
 The head is read as it comes out of the network (float16 or float32). So the rule is
 :mod:`yolov8_trt_ros.core.postprocess`'s exactly (the tests compare every bit with the NumPy
@@ -68,12 +72,19 @@ def _params(cfg: PostprocessConfig) -> np.ndarray:
 class GpuNms:
     """Fixed-size GPU decode + NMS for heads ``[B <= max_batch, 4 + C, anchors]``.
 
-    ``out`` (float32 ``[max_batch, 1 + 6 M]``) receives the packed results; :func:`unpack`
-    turns host copies of its rows into the ``nms_*`` arrays of an ``EngineOutput``.
+    ``out`` (float32 ``[max_batch, row_words]``) receives the packed results; :func:`unpack`
+    turns host copies of its rows into the ``nms_*`` arrays of an ``EngineOutput`` and, with
+    ``embedding_dim > 0``, :func:`unpack_embeddings` into the kept anchors and embeddings.
     """
 
     def __init__(
-        self, cfg: PostprocessConfig, num_classes: int, anchors: int, max_batch: int, device: Any
+        self,
+        cfg: PostprocessConfig,
+        num_classes: int,
+        anchors: int,
+        max_batch: int,
+        device: Any,
+        embedding_dim: int = 0,
     ) -> None:
         import torch
         from cuda.bindings import driver as cu
@@ -96,7 +107,7 @@ class GpuNms:
         self._module = _check(cu.cuModuleLoadData(image), "cuModuleLoadData(nms)")
         self._fn = {
             name: _check(cu.cuModuleGetFunction(self._module, name.encode()), f"cuModuleGetFunction({name})")
-            for name in ("nms_candidates", "nms_rank", "nms_mask", "nms_scan")
+            for name in ("nms_candidates", "nms_rank", "nms_mask", "nms_scan", "nms_gather_embeddings")
         }
         K, M, B, A = self.capacity, self.max_detections, max_batch, anchors
         f32, i32 = torch.float32, torch.int32
@@ -108,9 +119,12 @@ class GpuNms:
         self._cand_box = torch.empty((B, K, 4), dtype=f32, device=device)
         self._cand_score = torch.empty((B, K), dtype=f32, device=device)
         self._cand_cls = torch.empty((B, K), dtype=i32, device=device)
+        self._cand_anchor = torch.empty((B, K), dtype=i32, device=device)
         self._count = torch.zeros((B,), dtype=i32, device=device)
         self._mask = torch.empty((B, K, self.nwords), dtype=torch.int64, device=device)
-        self.out = torch.zeros((B, 1 + 6 * M), dtype=f32, device=device)
+        self.embedding_dim = embedding_dim
+        self.row_words = row_words(M, embedding_dim)
+        self.out = torch.zeros((B, self.row_words), dtype=f32, device=device)
         self._last = _params(cfg)
 
     def configure(self, cfg: PostprocessConfig) -> None:
@@ -144,8 +158,12 @@ class GpuNms:
             f"cuLaunchKernel({name})",
         )
 
-    def enqueue(self, head: Any) -> Any:
-        """Decode + NMS of ``head`` ``[B, >= 4 + C, anchors]`` on the current stream; returns ``out[:B]``."""
+    def enqueue(self, head: Any, embeddings: Any = None) -> Any:
+        """Decode + NMS of ``head`` ``[B, >= 4 + C, anchors]`` on the current stream; returns ``out[:B]``.
+
+        ``embeddings`` (float32 ``[B, anchors, embedding_dim]``, contiguous) is required when the
+        object was made with ``embedding_dim > 0``, and its kept rows are gathered into ``out``.
+        """
         import torch
 
         batch, rows, anchors = (int(d) for d in head.shape)
@@ -153,6 +171,15 @@ class GpuNms:
             raise ValueError(
                 f"head {tuple(head.shape)} does not fit GpuNms({self.num_classes}, {self.anchors})"
             )
+        D = self.embedding_dim
+        if D and (
+            embeddings is None
+            or tuple(embeddings.shape) != (batch, anchors, D)
+            or embeddings.dtype != torch.float32
+            or not embeddings.is_contiguous()
+        ):
+            shape = None if embeddings is None else tuple(embeddings.shape)
+            raise ValueError(f"embeddings {shape} must be contiguous float32 [{batch}, {anchors}, {D}]")
         if head.dtype not in (torch.float16, torch.float32):
             head = head.float()
         head = head.contiguous()  # the network's output already is: no copy
@@ -198,6 +225,7 @@ class GpuNms:
             (self._cand_box.data_ptr(), ptr),
             (self._cand_score.data_ptr(), ptr),
             (self._cand_cls.data_ptr(), ptr),
+            (self._cand_anchor.data_ptr(), ptr),
             (self._count.data_ptr(), ptr),
         )
         self._launch(
@@ -222,13 +250,29 @@ class GpuNms:
             (self._cand_box.data_ptr(), ptr),
             (self._cand_score.data_ptr(), ptr),
             (self._cand_cls.data_ptr(), ptr),
+            (self._cand_anchor.data_ptr(), ptr),
             (self._count.data_ptr(), ptr),
             (self.params.data_ptr(), ptr),
             (K, i32),
             (W, i32),
             (M, i32),
+            (self.row_words, i32),
+            (int(D > 0), i32),
             (self.out.data_ptr(), ptr),
         )
+        if D:
+            self._launch(
+                "nms_gather_embeddings",
+                (M, batch, 1),
+                min(128, -(-D // 32) * 32),
+                0,
+                (embeddings.data_ptr(), ptr),
+                (anchors, i32),
+                (D, i32),
+                (M, i32),
+                (self.row_words, i32),
+                (self.out.data_ptr(), ptr),
+            )
         return self.out[:batch]
 
     def close(self) -> None:
@@ -238,9 +282,16 @@ class GpuNms:
             self._cu.cuDevicePrimaryCtxRelease(self._device)
 
 
+def row_words(max_detections: int, embedding_dim: int = 0) -> int:
+    """Float32 words of one image's packed row: count, boxes, scores, classes (and, with
+    embeddings, the kept anchors and their ``[M, D]`` embeddings)."""
+    M = max_detections
+    return 1 + 6 * M + (M * (1 + embedding_dim) if embedding_dim > 0 else 0)
+
+
 def unpack(rows: np.ndarray, max_detections: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``nms_count [B]``, ``nms_boxes [B, M, 4]``, ``nms_scores [B, M]``, ``nms_classes [B, M]``
-    as views of packed float32 rows ``[B, 1 + 6 M]`` (count and classes are int32 bits)."""
+    as views of packed float32 rows ``[B, >= 1 + 6 M]`` (count and classes are int32 bits)."""
     M = max_detections
     as_int = rows.view(np.int32)
     batch = rows.shape[0]
@@ -249,4 +300,19 @@ def unpack(rows: np.ndarray, max_detections: int) -> tuple[np.ndarray, np.ndarra
         rows[:, 1 : 1 + 4 * M].reshape(batch, M, 4),
         rows[:, 1 + 4 * M : 1 + 5 * M],
         as_int[:, 1 + 5 * M : 1 + 6 * M],
+    )
+
+
+def unpack_embeddings(
+    rows: np.ndarray, max_detections: int, embedding_dim: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Kept anchors ``[B, M]`` (int32, -1 past the count) and embeddings ``[B, M, D]`` (zeros
+    past the count) as views of packed rows made with ``embedding_dim = D``."""
+    M, D = max_detections, embedding_dim
+    batch = rows.shape[0]
+    if rows.shape[1] != row_words(M, D):
+        raise ValueError(f"packed rows of {rows.shape[1]} words are not rows of M={M}, D={D}")
+    return (
+        rows.view(np.int32)[:, 1 + 6 * M : 1 + 7 * M],
+        rows[:, 1 + 7 * M :].reshape(batch, M, D),
     )

@@ -25,6 +25,17 @@ model this small.
   the caller's current stream; ``postprocess_torch`` decodes it. Kept for the raw-head tests
   (against ONNX Runtime) and for callers that want the head itself.
 
+**Appearance embeddings** (re-identification from the detector's own features, issue 12):
+on when the ONNX next to the weights has an ``embeddings`` output (the model declares them, as
+for ONNX Runtime and TensorRT; ``embeddings=`` forces either way). A forward pre-hook on the
+``Detect`` head reduces its input feature maps to one L2-normalised ``[D]`` vector per anchor
+(:func:`anchor_embeddings`, ultralytics' ``get_obj_feats`` reduction) inside the same forward,
+hence inside the same CUDA graph. End to end, the NMS kernels record each kept detection's
+anchor and gather its embedding into the packed row (``[B, max_detections, D]``, D*4 bytes
+per slot, zeros past the count), still one device-to-host copy; ``EngineOutput.embeddings``
+views it like the ``nms_*`` arrays. Raw form: ``embeddings`` is a torch CUDA tensor
+``[B, D, A]``. Off, nothing of this runs and the rows are those of before.
+
 The input copy into the graph's static input is one launch before the replay rather than a
 node of the graph: a captured copy would bind the graph to one source address, and the
 callers (the preprocessor, the benchmarks, tests) pass different buffers.
@@ -44,11 +55,70 @@ from typing import Any
 import numpy as np
 
 from yolov8_trt_ros.core.backends.base import BackendError, BackendInfo
+from yolov8_trt_ros.core.backends.io_plan import EMBEDDINGS_OUTPUT
 from yolov8_trt_ros.core.backends.model_info import parse_imgsz, parse_names, read_model_info
 from yolov8_trt_ros.core.config import EngineConfig, PostprocessConfig
 from yolov8_trt_ros.core.types import EngineOutput
 
 LOG = logging.getLogger(__name__)
+
+
+def anchor_embeddings(feats: Any) -> Any:
+    """Per-anchor appearance embeddings ``[B, A, D]`` (float32, L2-normalised rows) of the
+    ``Detect`` head's input feature maps ``[B, C_l, H_l, W_l]``.
+
+    The issue-12 contract, shared with the exported ONNX: ``D = min_l C_l``; per cell, the
+    channels-last vector reshaped to ``(D, C_l // D)`` and averaged over the last axis (groups
+    of ``C_l // D`` contiguous channels, exactly ultralytics' ``get_obj_feats``), levels
+    concatenated in the head's anchor order (row-major cells, P3 first), then divided by
+    ``max(norm, 1e-12)``. Anchor-major ``[B, A, D]`` so that a kept anchor's row is contiguous
+    for the gather; the ONNX's ``[B, D, A]`` is its transpose. Reduced in float32 whatever the
+    network's precision (an FP16 mean of four values would lose bits for nothing).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    dim = min(int(x.shape[1]) for x in feats)
+    if any(int(x.shape[1]) % dim for x in feats):
+        raise ValueError(f"feature channels {[int(x.shape[1]) for x in feats]} are not multiples of {dim}")
+    levels = [
+        x.float().permute(0, 2, 3, 1).reshape(x.shape[0], -1, dim, int(x.shape[1]) // dim).mean(dim=-1)
+        for x in feats
+    ]
+    return F.normalize(torch.cat(levels, dim=1), p=2.0, dim=-1, eps=1e-12)
+
+
+class EmbeddingTap:
+    """Forward pre-hook for the ``Detect`` head: :func:`anchor_embeddings` of its inputs.
+
+    A pre-hook rather than a wrapper module: ultralytics' ``DetectionModel`` runs its layers
+    through their ``f``/``i`` attributes, which a replaced head would have to copy, and some
+    versions overwrite the input list in place inside ``Detect.forward`` (reduced before that
+    here). :meth:`take` hands the last forward's tensor to the caller.
+    """
+
+    def __init__(self) -> None:
+        self.value: Any = None
+
+    def __call__(self, _module: Any, args: tuple[Any, ...]) -> None:
+        self.value = anchor_embeddings(args[0])
+
+    def take(self) -> Any:
+        value, self.value = self.value, None
+        if value is None:
+            raise BackendError("the Detect head's embedding hook did not run")
+        return value
+
+
+def onnx_declares_embeddings(path: Path) -> bool:
+    """Whether the ONNX at ``path`` has an :data:`EMBEDDINGS_OUTPUT` output (shapes only read)."""
+    import onnx
+
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception:  # read_model_info reported a damaged file already
+        return False
+    return any(out.name == EMBEDDINGS_OUTPUT for out in graph.output)
 
 
 def weights_for(model_path: str | Path) -> Path:
@@ -73,11 +143,14 @@ def _disable_tf32(torch: Any) -> None:
     LOG.info("CUDA backend fp32: TF32 disabled for cuDNN convolutions and matmuls (process-wide)")
 
 
-def _detach(rows: np.ndarray, max_detections: int, out: EngineOutput) -> None:
+def _detach(rows: np.ndarray, max_detections: int, embedding_dim: int, out: EngineOutput) -> None:
     """``EngineOutput.wait()``'s last step: own copies of the slot's rows replace the views."""
-    from yolov8_trt_ros.core.postprocess_gpu import unpack
+    from yolov8_trt_ros.core.postprocess_gpu import unpack, unpack_embeddings
 
-    out.nms_count, out.nms_boxes, out.nms_scores, out.nms_classes = unpack(rows.copy(), max_detections)
+    own = rows.copy()
+    out.nms_count, out.nms_boxes, out.nms_scores, out.nms_classes = unpack(own, max_detections)
+    if embedding_dim:
+        out.embeddings = unpack_embeddings(own, max_detections, embedding_dim)[1]
 
 
 def _cached_tensors(model: Any) -> list[Any]:
@@ -102,7 +175,9 @@ def _cached_tensors(model: Any) -> list[Any]:
 class CudaBackend:
     """:class:`~yolov8_trt_ros.core.backends.base.Backend` on PyTorch CUDA with CUDA graphs."""
 
-    def __init__(self, cfg: EngineConfig, post: PostprocessConfig | None = None) -> None:
+    def __init__(
+        self, cfg: EngineConfig, post: PostprocessConfig | None = None, embeddings: bool | None = None
+    ) -> None:
         import torch
 
         from yolov8_trt_ros.core.export import load_torch_model, prepare_for_export
@@ -141,11 +216,18 @@ class CudaBackend:
         self._torch_stream = torch.cuda.Stream(self.device)
         #: Raw ``cudaStream_t`` the model runs on; the CUDA preprocessor may enqueue on it too.
         self.stream: int = int(self._torch_stream.cuda_stream)
+        if embeddings is None:
+            embeddings = onnx_info is not None and onnx_declares_embeddings(onnx_path)
+        self._tap: EmbeddingTap | None = None
+        #: Appearance embedding size D, 0 when this backend emits none.
+        self.embedding_dim = 0
+        if embeddings:
+            self._init_embeddings(size)
         self._use_graph = cfg.cuda_graph
         self._graphs: dict[int, tuple[Any, Any, Any]] = {}  # batch -> (graph, static in, static out)
         self._launchers: dict[int, Any] = {}  # batch -> cudaGraphExec_t, for the fast path
         self._keepalive: dict[int, list[Any]] = {}  # batch -> tensors its graph reads (see _cached_tensors)
-        self._views: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}  # (slot, batch) -> pinned views
+        self._views: dict[tuple[int, int], tuple[Any, ...]] = {}  # (slot, batch) -> pinned views
         self._input_typestr = np.dtype(np.float16 if self.half else np.float32).str
         self._closed = False
         self._nms: Any = None
@@ -166,7 +248,8 @@ class CudaBackend:
             input_fp16=self.half,
             detail=f"torch {torch.__version__}, {torch.cuda.get_device_name(self.device)}, {weights.name}, "
             f"CUDA graphs {'on' if cfg.cuda_graph else 'off'}, "
-            f"NMS {'on the GPU' if self._nms is not None else 'off (raw head)'}",
+            f"NMS {'on the GPU' if self._nms is not None else 'off (raw head)'}, "
+            f"embeddings {self.embedding_dim or 'off'}",
             class_names=names,
         )
 
@@ -196,6 +279,26 @@ class CudaBackend:
             raise BackendError(f"input dtype {tensor.dtype} must be floating point in [0, 1]")
         return tensor
 
+    def _init_embeddings(self, size: tuple[int, int]) -> None:
+        """Hook the ``Detect`` head's inputs and size D from one forward pass."""
+        import torch
+        from ultralytics.nn.modules.head import Detect
+
+        head = self._model.model[-1]
+        if not isinstance(head, Detect):
+            kind = type(head).__name__
+            raise BackendError(f"embeddings need an ultralytics Detect head, the model ends in {kind}")
+        tap = EmbeddingTap()
+        head.register_forward_pre_hook(tap)
+        with torch.cuda.stream(self._torch_stream), torch.inference_mode():
+            try:
+                self._model(torch.zeros((1, 3, *size), dtype=self._dtype, device=self.device))
+            except ValueError as exc:  # channels that do not reduce to one size
+                raise BackendError(f"embeddings: {exc}") from exc
+            self.embedding_dim = int(tap.take().shape[-1])
+        self._torch_stream.synchronize()
+        self._tap = tap
+
     def _init_nms(
         self, post: PostprocessConfig, num_classes: int, size: tuple[int, int], max_batch: int
     ) -> None:
@@ -208,8 +311,15 @@ class CudaBackend:
         with torch.cuda.stream(self._torch_stream), torch.inference_mode():
             probe = self._model(torch.zeros((1, 3, *size), dtype=self._dtype, device=self.device))
         anchors = int(probe.shape[-1])
+        if self._tap is not None:
+            self._tap.take()  # the probe's: not an input of the next forward's gather
         self._nms = GpuNms(
-            post.replace(num_classes=num_classes), num_classes, anchors, max_batch, self.device
+            post.replace(num_classes=num_classes),
+            num_classes,
+            anchors,
+            max_batch,
+            self.device,
+            embedding_dim=self.embedding_dim,
         )
         self._post_cfg = post
         row_bytes = int(self._nms.out.shape[1]) * 4
@@ -233,7 +343,10 @@ class CudaBackend:
     def _forward(self, x: Any) -> Any:
         """The network, then (end-to-end form) the GPU detection end: what a graph captures."""
         head = self._model(x)
-        return head if self._nms is None else self._nms.enqueue(head)
+        emb = self._tap.take() if self._tap is not None else None
+        if self._nms is not None:
+            return self._nms.enqueue(head, emb)
+        return head if emb is None else (head, emb)
 
     def _graph_for(self, batch: int) -> tuple[Any, Any, Any]:
         """Capture (once per batch size) the forward pass on static buffers."""
@@ -326,11 +439,16 @@ class CudaBackend:
                 out = self._forward(tensor.to(self.device, self._dtype, non_blocking=True))
             if self._nms is not None:
                 return self._publish(out, batch)
-            # A copy: the static output is overwritten by the next replay.
-            out = out.to(torch.float32, copy=True)
+            # Copies: the static outputs are overwritten by the next replay.
+            head, emb = out if isinstance(out, tuple) else (out, None)
+            head = head.to(torch.float32, copy=True)
+            if emb is not None:
+                emb = emb.transpose(1, 2).contiguous()  # [B, D, A], the ONNX output's layout
         caller.wait_stream(self._torch_stream)
-        out.record_stream(caller)
-        return EngineOutput(raw=out)
+        head.record_stream(caller)
+        if emb is not None:
+            emb.record_stream(caller)
+        return EngineOutput(raw=head, embeddings=emb)
 
     def _publish(self, packed: Any, batch: int) -> EngineOutput:
         """One device-to-host copy of the packed NMS rows into a pinned slot, then its event."""
@@ -341,13 +459,19 @@ class CudaBackend:
         key = (id(slot), batch)
         views = self._views.get(key)
         if views is None:  # the slot's views for this batch size, made once
-            from yolov8_trt_ros.core.postprocess_gpu import unpack
+            from yolov8_trt_ros.core.postprocess_gpu import unpack, unpack_embeddings
 
             rows = slot.view("packed", np.dtype(np.float32), (batch, row))
-            views = self._views[key] = (rows, *unpack(rows, nms.max_detections))
-        rows, count, boxes, scores, classes = views
-        output = EngineOutput(nms_count=count, nms_boxes=boxes, nms_scores=scores, nms_classes=classes)
-        return host.publish(slot, self.stream, output, functools.partial(_detach, rows, nms.max_detections))
+            emb = None
+            if nms.embedding_dim:
+                emb = unpack_embeddings(rows, nms.max_detections, nms.embedding_dim)[1]
+            views = self._views[key] = (rows, *unpack(rows, nms.max_detections), emb)
+        rows, count, boxes, scores, classes, emb = views
+        output = EngineOutput(
+            nms_count=count, nms_boxes=boxes, nms_scores=scores, nms_classes=classes, embeddings=emb
+        )
+        detach = functools.partial(_detach, rows, nms.max_detections, nms.embedding_dim)
+        return host.publish(slot, self.stream, output, detach)
 
     def close(self) -> None:
         import torch

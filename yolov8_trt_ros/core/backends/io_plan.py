@@ -17,6 +17,10 @@ from yolov8_trt_ros.core.types import EngineOutput
 
 #: Output names the in-engine NMS (EfficientNMS_TRT) is given, in the plugin's output order.
 NMS_OUTPUTS: tuple[str, ...] = ("num_dets", "det_boxes", "det_scores", "det_classes")
+#: The ONNX output with per-anchor appearance embeddings ``[B, D, A]`` (models that have one).
+EMBEDDINGS_OUTPUT = "embeddings"
+#: The engine output with the kept detections' embeddings ``[B, K, D]``, beside :data:`NMS_OUTPUTS`.
+NMS_EMBEDDINGS = "det_embeddings"
 
 
 @dataclass(frozen=True)
@@ -96,12 +100,36 @@ def check_input(shape: tuple[int, ...], dtype: np.dtype[Any], expected: TensorSp
     return shape[0]
 
 
+def raw_output_name(output_names: Sequence[str], head_name: str) -> str:
+    """The raw head among an engine's outputs: ``head_name`` (the ONNX's first output) where it
+    is one, else the only output that is not an embeddings output (engines keep their own order
+    of I/O tensors, so "the first output" may be the embeddings)."""
+    if head_name in output_names:
+        return head_name
+    others = [n for n in output_names if n not in (EMBEDDINGS_OUTPUT, NMS_EMBEDDINGS)]
+    if len(others) != 1:
+        raise BackendError(f"cannot tell the raw head among the engine outputs {list(output_names)}")
+    return others[0]
+
+
+def embedding_dim(outputs: Sequence[TensorSpec]) -> int:
+    """D of the engine's embeddings output (``[B, K, D]`` gathered or ``[B, D, A]`` per anchor), 0 if none."""
+    for spec in outputs:
+        if spec.name == NMS_EMBEDDINGS and len(spec.shape) == 3:
+            return spec.shape[2]
+        if spec.name == EMBEDDINGS_OUTPUT and len(spec.shape) == 3:
+            return spec.shape[1]
+    return 0
+
+
 def engine_output(host: Mapping[str, np.ndarray], batch: int, raw_name: str | None) -> EngineOutput:
     """:class:`EngineOutput` from host copies of the output tensors of the first ``batch`` images.
 
     The arrays returned are copies (``astype``), never views of the reused pinned buffers.
     Engines with NMS expose :data:`NMS_OUTPUTS`; ``num_dets`` is ``[B, 1]`` there and becomes
-    ``nms_count [B]``. Others expose one raw head tensor ``raw_name``.
+    ``nms_count [B]``. Others expose one raw head tensor ``raw_name``. Embeddings follow the
+    form: :data:`NMS_EMBEDDINGS` ``[B, K, D]`` with NMS, :data:`EMBEDDINGS_OUTPUT` ``[B, D, A]``
+    with the raw head; absent, ``embeddings`` is None.
     """
     if all(name in host for name in NMS_OUTPUTS):
         count, boxes, scores, classes = (np.asarray(host[n][:batch]) for n in NMS_OUTPUTS)
@@ -110,8 +138,18 @@ def engine_output(host: Mapping[str, np.ndarray], batch: int, raw_name: str | No
             nms_boxes=boxes.astype(np.float32),
             nms_scores=scores.astype(np.float32),
             nms_classes=classes.astype(np.int32),
+            embeddings=_embeddings_copy(host, NMS_EMBEDDINGS, batch),
         )
     if raw_name is None or raw_name not in host:
         raise BackendError(f"engine outputs {sorted(host)} are neither NMS outputs nor the raw head")
     # A copy: the host buffers are reused by the next inference.
-    return EngineOutput(raw=np.array(host[raw_name][:batch], dtype=np.float32, copy=True))
+    return EngineOutput(
+        raw=np.array(host[raw_name][:batch], dtype=np.float32, copy=True),
+        embeddings=_embeddings_copy(host, EMBEDDINGS_OUTPUT, batch),
+    )
+
+
+def _embeddings_copy(host: Mapping[str, np.ndarray], name: str, batch: int) -> np.ndarray | None:
+    if name not in host:
+        return None
+    return np.array(host[name][:batch], dtype=np.float32, copy=True)

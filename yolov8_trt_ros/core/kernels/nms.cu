@@ -21,6 +21,9 @@
 // CUDA NMS layout); nms_scan walks it with one block per image, 64 candidates at a time:
 // thread 0 resolves a word sequentially from the diagonal words, then all threads OR the kept
 // rows into the later words. The head is float32 or float16 (is_half), read as such.
+// With appearance embeddings, nms_scan also writes each kept detection's anchor index after
+// the classes and nms_gather_embeddings copies that anchor's embedding row into the same
+// packed row, so one device-to-host copy still fetches everything.
 // Compile with --fmad=false: IoU's a + b - w * h must not become an FMA, or results would
 // differ from the NumPy reference in the last bit.
 
@@ -72,7 +75,7 @@ extern "C" __global__ void nms_rank(const void* __restrict__ head, int is_half, 
                                     const int* __restrict__ list, const int* __restrict__ list_len,
                                     const float* __restrict__ params, int K, float* __restrict__ cand_box,
                                     float* __restrict__ cand_score, int* __restrict__ cand_cls,
-                                    int* __restrict__ count) {
+                                    int* __restrict__ cand_anchor, int* __restrict__ count) {
     __shared__ float s_score[256];
     __shared__ int s_anchor[256];
     const int b = blockIdx.y;
@@ -112,6 +115,7 @@ extern "C" __global__ void nms_rank(const void* __restrict__ head, int is_half, 
     box[3] = cy + hh2;
     cand_score[(size_t)b * K + rank] = s;
     cand_cls[(size_t)b * K + rank] = cls[(size_t)b * anchors + a];
+    cand_anchor[(size_t)b * K + rank] = a;
 }
 
 // Blocks of 64 threads stride over the upper-triangle 64 x 64 tiles of the first n
@@ -163,13 +167,14 @@ extern "C" __global__ void nms_mask(const float* __restrict__ cand_box, const in
     }
 }
 
-// One block per image (blockDim.x >= 64). Output per image, float32 words:
-// [count (int bits), boxes M x 4, scores M, classes M (int bits)], zero past the count.
+// One block per image (blockDim.x >= 64). Output per image, a row of `row` float32 words:
+// [count (int bits), boxes M x 4, scores M, classes M (int bits)], zero past the count, then
+// (with_anchor) the kept candidates' anchor indices M (int bits, -1 past the count).
 extern "C" __global__ void nms_scan(const unsigned long long* __restrict__ mask,
                                     const float* __restrict__ cand_box, const float* __restrict__ cand_score,
-                                    const int* __restrict__ cand_cls, const int* __restrict__ count,
-                                    const float* __restrict__ params, int K, int nwords, int M,
-                                    float* __restrict__ out) {
+                                    const int* __restrict__ cand_cls, const int* __restrict__ cand_anchor,
+                                    const int* __restrict__ count, const float* __restrict__ params, int K,
+                                    int nwords, int M, int row, int with_anchor, float* __restrict__ out) {
     extern __shared__ unsigned long long removed[];  // nwords words
     __shared__ unsigned long long diag[64];
     __shared__ unsigned long long s_keep;
@@ -179,10 +184,11 @@ extern "C" __global__ void nms_scan(const unsigned long long* __restrict__ mask,
     const int used = (n + 63) / 64;
     const int max_det = min(M, (int)params[P_MAX_DET]);
     const unsigned long long* m = mask + (size_t)b * K * nwords;
-    float* o = out + (size_t)b * (1 + 6 * (size_t)M);
+    float* o = out + (size_t)b * row;
     float* o_box = o + 1;
     float* o_score = o + 1 + 4 * M;
     float* o_cls = o + 1 + 5 * M;
+    float* o_anchor = o + 1 + 6 * M;  // written only with_anchor (the row is that long then)
     for (int t = threadIdx.x; t < used; t += blockDim.x) removed[t] = 0ull;
     if (threadIdx.x == 0) s_kept = 0;
     __syncthreads();
@@ -218,6 +224,7 @@ extern "C" __global__ void nms_scan(const unsigned long long* __restrict__ mask,
             o_box[4 * pos + 3] = cand_box[4 * c + 3];
             o_score[pos] = cand_score[c];
             o_cls[pos] = __int_as_float(cand_cls[c]);
+            if (with_anchor) o_anchor[pos] = __int_as_float(cand_anchor[c]);
         }
         for (int t = w + 1 + threadIdx.x; t < used; t += blockDim.x) {
             unsigned long long r = removed[t];
@@ -237,5 +244,21 @@ extern "C" __global__ void nms_scan(const unsigned long long* __restrict__ mask,
         o_box[4 * p] = o_box[4 * p + 1] = o_box[4 * p + 2] = o_box[4 * p + 3] = 0.0f;
         o_score[p] = 0.0f;
         o_cls[p] = __int_as_float(0);
+        if (with_anchor) o_anchor[p] = __int_as_float(-1);
     }
+}
+
+// Grid (M, B), any block size: slot m of image b gets the embedding row [D] of its kept
+// anchor (written by nms_scan after the classes) from emb [B, anchors, D] (float32), placed
+// after the anchors in the packed row; zeros past the count.
+extern "C" __global__ void nms_gather_embeddings(const float* __restrict__ emb, int anchors, int D, int M,
+                                                 int row, float* __restrict__ out) {
+    const int m = blockIdx.x, b = blockIdx.y;
+    float* o = out + (size_t)b * row;
+    const int n = __float_as_int(o[0]);
+    const int a = __float_as_int(o[1 + 6 * M + m]);
+    float* dst = o + 1 + 7 * (size_t)M + (size_t)m * D;
+    const bool kept = m < n && a >= 0 && a < anchors;
+    const float* src = emb + ((size_t)b * anchors + (kept ? a : 0)) * D;
+    for (int d = threadIdx.x; d < D; d += blockDim.x) dst[d] = kept ? src[d] : 0.0f;
 }

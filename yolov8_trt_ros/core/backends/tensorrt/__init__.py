@@ -21,7 +21,10 @@ workspace limit, precision:
   calibration cache (``calibration.py``); used on TensorRT < 10 or when no Q/DQ model exists.
 * no fast INT8 on the platform → FP16, said once in the log.
 
-EfficientNMS_TRT rather than ``INetworkDefinition.add_nms`` (INMSLayer, TensorRT ≥ 8.5):
+Models with an ``embeddings`` output take ``INetworkDefinition.add_nms`` (INMSLayer, TensorRT
+≥ 8.5) instead, because their kept detections' anchors are needed to gather the embeddings
+(``plugins.append_nms_with_embeddings``, ``docs/backends.md``). For the others,
+EfficientNMS_TRT rather than ``add_nms``:
 the plugin outputs exactly the padded per-image ``num_dets/boxes/scores/classes`` that
 :class:`EngineOutput` holds and applies ``max_detections`` per image, while INMSLayer returns
 ONNX-style ``(batch, class, box)`` index triples that would need gather and top-k layers

@@ -10,10 +10,16 @@ from typing import Any
 import tensorrt as trt
 
 from yolov8_trt_ros.core.backends.base import BackendError
+from yolov8_trt_ros.core.backends.io_plan import EMBEDDINGS_OUTPUT
 from yolov8_trt_ros.core.backends.model_info import ModelInfo, file_sha256, int8_sibling, read_model_info
 from yolov8_trt_ros.core.backends.tensorrt.calibrator import EntropyCalibrator
 from yolov8_trt_ros.core.backends.tensorrt.common import LOG, TRT_LOGGER, TRT_VERSION
-from yolov8_trt_ros.core.backends.tensorrt.plugins import append_nms
+from yolov8_trt_ros.core.backends.tensorrt.plugins import (
+    INMS_MIN_VERSION,
+    append_nms,
+    append_nms_with_embeddings,
+    network_output,
+)
 from yolov8_trt_ros.core.calibration import CalibrationError, CalibrationImages, CalibrationKey
 from yolov8_trt_ros.core.config import EngineConfig, PostprocessConfig
 from yolov8_trt_ros.core.engine_cache import EngineKey
@@ -113,6 +119,25 @@ class BuildPlan:
         )
 
 
+def _append_detection_end(network: trt.INetworkDefinition, plan: BuildPlan) -> None:
+    """EfficientNMS_TRT as before, or, for a model with embeddings, the INMSLayer form that
+    gathers them (TensorRT >= 8.5; older ones build without embeddings, said once)."""
+    outputs = {network.get_output(i).name for i in range(network.num_outputs)}
+    head = plan.model.output_name
+    if EMBEDDINGS_OUTPUT not in outputs:
+        append_nms(network, plan.model.num_classes, plan.post, head)
+    elif TRT_VERSION >= INMS_MIN_VERSION:
+        append_nms_with_embeddings(network, plan.model.num_classes, plan.post, head, EMBEDDINGS_OUTPUT)
+    else:
+        LOG.warning(
+            "TensorRT %s has no INMSLayer (8.5+): building NMS without the model's embeddings "
+            "(the tracker runs motion-only)",
+            trt.__version__,
+        )
+        network.unmark_output(network_output(network, EMBEDDINGS_OUTPUT))
+        append_nms(network, plan.model.num_classes, plan.post, head)
+
+
 def build_engine(plan: BuildPlan, builder: trt.Builder) -> bytes:
     """Serialized engine for ``plan`` (minutes on a Jetson; cached by the caller)."""
     flags = 0 if TRT_VERSION >= (10,) else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
@@ -125,7 +150,7 @@ def build_engine(plan: BuildPlan, builder: trt.Builder) -> bytes:
     if plan.input_fp16:
         image.dtype = trt.float16
     if plan.cfg.end2end_nms:
-        append_nms(network, plan.model.num_classes, plan.post)
+        _append_detection_end(network, plan)
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, plan.cfg.workspace_mb << 20)
     chw = (3, plan.model.input_height, plan.model.input_width)

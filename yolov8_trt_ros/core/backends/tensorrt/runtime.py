@@ -20,12 +20,16 @@ from cuda.bindings import runtime as cudart
 from yolov8_trt_ros.core.backends.base import BackendError, BackendInfo
 from yolov8_trt_ros.core.backends.host_outputs import HostOutputs
 from yolov8_trt_ros.core.backends.io_plan import (
+    EMBEDDINGS_OUTPUT,
+    NMS_EMBEDDINGS,
     NMS_OUTPUTS,
     TensorSpec,
     check_input,
     cuda_array_view,
+    embedding_dim,
     engine_output,
     plan_buffers,
+    raw_output_name,
 )
 from yolov8_trt_ros.core.backends.tensorrt.build import BuildPlan, build_engine
 from yolov8_trt_ros.core.backends.tensorrt.common import LOG, NP_DTYPES, TRT_LOGGER, cuda, gpu_identity
@@ -40,11 +44,15 @@ def _pending_output(views: dict[str, np.ndarray], batch: int, raw_name: str | No
     if all(name in views for name in NMS_OUTPUTS):
         count, boxes, scores, classes = (views[n] for n in NMS_OUTPUTS)
         return EngineOutput(
-            nms_count=count.reshape(batch), nms_boxes=boxes, nms_scores=scores, nms_classes=classes
+            nms_count=count.reshape(batch),
+            nms_boxes=boxes,
+            nms_scores=scores,
+            nms_classes=classes,
+            embeddings=views.get(NMS_EMBEDDINGS),
         )
     if raw_name is None or raw_name not in views:
         raise BackendError(f"engine outputs {sorted(views)} are neither NMS outputs nor the raw head")
-    return EngineOutput(raw=views[raw_name])
+    return EngineOutput(raw=views[raw_name], embeddings=views.get(EMBEDDINGS_OUTPUT))
 
 
 class TensorRTBackend:
@@ -82,6 +90,10 @@ class TensorRTBackend:
             raise BackendError(f"engine has {len(inputs)} inputs; expected one image input")
         self._input = inputs[0]
         self._outputs = [s for s in self._specs if not s.is_input]
+        names = [s.name for s in self._outputs]
+        self._raw_name = None if cfg.end2end_nms else raw_output_name(names, plan.model.output_name)
+        #: Appearance embedding size D (the engine's embeddings output), 0 when it has none.
+        self.embedding_dim = embedding_dim(self._outputs)
         self._max_batch = plan.max_batch
         self.stream: int = int(cuda(cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking)))
         self._event = cuda(cudart.cudaEventCreateWithFlags(cudart.cudaEventDisableTiming))
@@ -214,13 +226,14 @@ class TensorRTBackend:
         if self.layer_profiler is not None:  # a diagnostic mode: the layer times need the stream done
             cuda(cudart.cudaStreamSynchronize(self.stream))
             self._report_layers()
-        raw_name = None if self.info.has_nms else self._outputs[0].name
+        raw_name = self._raw_name
         views = {spec.name: slot.view(spec.name, spec.dtype, spec.shape_for(batch)) for spec in self._outputs}
 
         def detach(out: EngineOutput) -> None:
             fresh = engine_output(views, batch, raw_name)  # copies
             out.raw, out.nms_count, out.nms_boxes = fresh.raw, fresh.nms_count, fresh.nms_boxes
             out.nms_scores, out.nms_classes = fresh.nms_scores, fresh.nms_classes
+            out.embeddings = fresh.embeddings
 
         return self._host.publish(slot, self.stream, _pending_output(views, batch, raw_name), detach)
 
