@@ -34,11 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from yolov8_trt_ros.core.backends.model_info import EMBEDDINGS_OUTPUT  # the one name, read by name
+
 if TYPE_CHECKING:
     import onnx
 
-#: Name of the added graph output.
-EMBEDDINGS_OUTPUT = "embeddings"
 #: Metadata key the surgery adds: JSON with ``output``, ``dim`` (D), ``layout`` and the sources.
 META_EMBEDDINGS = "yolov8_trt_ros.embeddings"
 #: ``F.normalize``'s default: a zero vector stays zero instead of becoming NaN.
