@@ -32,7 +32,7 @@ MODEL = MODEL_DIR / "yolov8n_synth.onnx"
 PT = MODEL_DIR / "yolov8n_synth.pt"
 INT8 = MODEL_DIR / "yolov8n_synth.int8.onnx"
 #: The last commit whose test model had no embeddings output (MANIFEST.json's source sha256).
-SOURCE_COMMIT = "6e9dd6a"
+SOURCE_COMMIT = "6e9dd6a7125cdc11d3216ea8d9372cf36f2802d1"
 
 needs_model = pytest.mark.skipif(not MODEL.is_file(), reason="models/test not present")
 
