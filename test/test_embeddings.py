@@ -476,3 +476,44 @@ def test_filters_keep_embeddings_aligned():
     for i in range(len(out)):  # each kept row still carries its own vector
         (j,) = np.flatnonzero((dets.boxes == out.boxes[i]).all(axis=1))
         np.testing.assert_array_equal(out.embeddings[i], dets.embeddings[j])
+
+
+# ---- scripts/detect_sequences.py: det.txt with embeddings.npy beside it ----------------------
+
+
+@needs_model
+def test_detect_sequences_saves_embeddings_row_by_row(tmp_path, capsys):
+    import cv2
+
+    from scripts.detect_sequences import main as detect_main
+    from yolov8_trt_ros.core.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from yolov8_trt_ros.core.config import EngineConfig, PreprocessConfig
+    from yolov8_trt_ros.core.preprocess import CpuPreprocessor
+    from yolov8_trt_ros.datasets.tracking import generate_tracking_sequences
+
+    (seq,) = generate_tracking_sequences(tmp_path / "seqs", seed=0, n_sequences=1, n_frames=3)
+    out = tmp_path / "dets"
+    assert detect_main(["--sequences", str(seq), "--out", str(out), "--conf", "0.25"]) == 0
+    det_dir = out / seq.name / "det"
+    table = np.loadtxt(det_dir / "det.txt", delimiter=",", ndmin=2)
+    emb = np.load(det_dir / "embeddings.npy")
+    assert emb.dtype == np.float32 and emb.shape == (len(table), 64) and len(table) > 3
+    # Row i is the vector of det.txt's row i: the ORT embedding at the anchor whose box it is.
+    backend = OnnxRuntimeBackend(EngineConfig(backend="onnxruntime", model_path=str(MODEL)))
+    preprocess = CpuPreprocessor(PreprocessConfig())
+    for frame in np.unique(table[:, 0]).astype(int):
+        x, (lb,) = preprocess([cv2.imread(str(seq / "img1" / f"{frame:06d}.jpg"))], ["bgr8"])
+        result = backend.infer(x)
+        assert result.raw is not None and result.embeddings is not None
+        cx, cy, w, h = result.raw[0, :4]
+        boxes = lb.to_source(np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1))
+        for r in np.flatnonzero(table[:, 0] == frame):
+            x1, y1, bw, bh = table[r, 2:6]
+            anchor = int(np.abs(boxes - (x1, y1, x1 + bw, y1 + bh)).max(axis=1).argmin())
+            assert np.abs(boxes[anchor] - (x1, y1, x1 + bw, y1 + bh)).max() < 0.02
+            assert _cosine(emb[r], result.embeddings[0, :, anchor]) > 0.9999
+    # A model without the output: det.txt only, and a stale .npy from before is removed.
+    plain = _without_embeddings(MODEL, tmp_path)
+    assert detect_main(["--sequences", str(seq), "--out", str(out), "--model", str(plain)]) == 0
+    assert (det_dir / "det.txt").is_file() and not (det_dir / "embeddings.npy").exists()
+    assert "no embeddings" in capsys.readouterr().out
