@@ -2,9 +2,12 @@
 """Run the detector over MOT-layout sequences and write MOT ``det.txt`` files for the tracker.
 
 The detection half of "our detector + our tracker": the pipeline (any backend, tracker off)
-on every ``img1/`` frame, written as ``DIR/<SEQ>.txt`` rows ``frame,-1,x,y,w,h,score,class+1``
-that ``scripts/evaluate_tracker.py --detections DIR`` reads, so both trackers see exactly these
-detections.
+on every ``img1/`` frame, written as ``DIR/<SEQ>/det/det.txt`` rows
+``frame,-1,x,y,w,h,score,class+1`` that ``scripts/evaluate_tracker.py --detections DIR`` reads,
+so both trackers see exactly these detections. Where the model has an ``embeddings`` output
+(``core/embeddings.py``), each detection's appearance vector is saved beside it as
+``DIR/<SEQ>/det/embeddings.npy``, float32 ``[N, D]``, row ``i`` belonging to row ``i`` of
+``det.txt`` (for re-identification); a model without it writes no ``.npy`` and says so.
 
     python scripts/detect_sequences.py --sequences data/synth/tracking --out runs/dets
     python scripts/evaluate_tracker.py --sequences data/synth/tracking --detections runs/dets \\
@@ -55,7 +58,9 @@ def mot_rows(frame: int, dets: Detections, offset: float) -> np.ndarray:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sequences", type=Path, required=True, help="a sequence dir or a dir of them")
-    ap.add_argument("--out", type=Path, required=True, help="directory for <SEQ>.txt")
+    ap.add_argument(
+        "--out", type=Path, required=True, help="directory for <SEQ>/det/det.txt (+ embeddings.npy)"
+    )
     ap.add_argument("--model", default="models/test/yolov8n_synth.onnx")
     ap.add_argument("--backend", default="onnxruntime")
     ap.add_argument("--precision", default="fp32")
@@ -76,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             if not frames:
                 raise SystemExit(f"{seq_dir}/img1 holds no .jpg/.png frames")
             rows = []
+            vectors: list[np.ndarray] | None = []
             t0 = time.perf_counter()
             for path in frames:
                 image = cv2.imread(str(path), cv2.IMREAD_COLOR)
@@ -83,12 +89,30 @@ def main(argv: list[str] | None = None) -> int:
                     raise SystemExit(f"cannot read {path}")
                 (result,) = pipeline.process([image], ["bgr8"])
                 rows.append(mot_rows(int(path.stem), result.detections, args.offset))
-            out = args.out / f"{seq_dir.name}.txt"
+                if vectors is not None:
+                    if result.detections.embeddings is None:
+                        vectors = None  # the model has no embeddings output
+                    else:
+                        vectors.append(result.detections.embeddings)
+            det_dir = args.out / seq_dir.name / "det"
+            det_dir.mkdir(parents=True, exist_ok=True)
+            out = det_dir / "det.txt"
             table = np.concatenate(rows) if rows else np.zeros((0, 8))
             fmt = ["%d", "%d", "%.2f", "%.2f", "%.2f", "%.2f", "%.4f", "%d"]
             np.savetxt(out, table, fmt=fmt, delimiter=",")
+            emb_path = det_dir / "embeddings.npy"
+            emb_path.unlink(missing_ok=True)  # never leave a stale file beside new rows
+            if vectors is not None:
+                emb = np.concatenate(vectors).astype(np.float32, copy=False)
+                assert len(emb) == len(table), (len(emb), len(table))
+                np.save(emb_path, emb)
+                note = f", embeddings [{len(emb)}, {emb.shape[1]}] -> {emb_path.name}"
+            else:
+                note = ", no embeddings (the model has no 'embeddings' output)"
             dt = time.perf_counter() - t0
-            print(f"{seq_dir.name}: {len(frames)} frames, {len(table)} detections -> {out} ({dt:.1f} s)")
+            print(
+                f"{seq_dir.name}: {len(frames)} frames, {len(table)} detections -> {out}{note} ({dt:.1f} s)"
+            )
     finally:
         pipeline.close()
     return 0

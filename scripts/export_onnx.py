@@ -3,8 +3,11 @@
 
     python scripts/export_onnx.py --weights models/test/yolov8n_synth.pt --output models/yolov8n.onnx
     python scripts/export_onnx.py --weights yolov8n.yaml --imgsz 320 --output /tmp/y.onnx  # untrained, seed 0
+    python scripts/export_onnx.py --weights models/test/yolov8n_synth.pt --output m.onnx --embeddings
 
 Same weights and arguments give the same bytes; see ``yolov8_trt_ros/core/export.py``.
+``--embeddings`` adds the ``embeddings [B, D, A]`` output for re-identification afterwards
+(``yolov8_trt_ros/core/embeddings.py``; ``output0`` is unchanged by it).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
+from yolov8_trt_ros.core.embeddings import EmbeddingGraphError, add_embedding_output_file
 from yolov8_trt_ros.core.export import DEFAULT_OPSET, YAML_SEED, export_onnx
 
 
@@ -32,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--static-batch", action="store_true", help="fix the batch to 1")
     parser.add_argument("--no-simplify", action="store_true", help="skip onnxslim")
     parser.add_argument("--seed", type=int, default=YAML_SEED, help="seed for a .yaml architecture")
+    parser.add_argument("--embeddings", action="store_true", help="add the ReID 'embeddings' output")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if len(args.imgsz) not in (1, 2):
@@ -47,7 +52,10 @@ def main(argv: list[str] | None = None) -> int:
             simplify=not args.no_simplify,
             seed=args.seed,
         )
-    except (FileNotFoundError, ValueError) as exc:
+        if args.embeddings:
+            dim = add_embedding_output_file(path, path)
+            print(f"added output 'embeddings' [B, {dim}, A]", file=sys.stderr)
+    except (FileNotFoundError, ValueError, EmbeddingGraphError) as exc:
         print(f"export failed: {exc}", file=sys.stderr)
         return 2
     print(path)

@@ -262,7 +262,7 @@ class Pipeline:
                 if output.raw is not None and not isinstance(output.raw, np.ndarray):
                     from yolov8_trt_ros.core.postprocess import postprocess_torch
 
-                    dets = postprocess_torch(output.raw, job.letterboxes, post_cfg)
+                    dets = postprocess_torch(output.raw, job.letterboxes, post_cfg, output.embeddings)
                 else:
                     dets = postprocess(output, job.letterboxes, post_cfg)
                 dets = [det_filter(d) for d in dets]

@@ -17,6 +17,11 @@ both thresholds are compared as float32 values, as the tensors hold them: scores
 and the IoU threshold is rounded to float32 first because torchvision's CUDA kernel (like
 TensorRT's NMS plugins) receives it as a C ``float``. So ``iou_threshold=0.45`` means
 ``IoU > 0.449999988``: an IoU of exactly 9/20 is suppressed, on every path alike.
+
+Embeddings (models with an appearance output, see ``core/embeddings.py``) ride along: the
+decode carries each candidate's anchor index through the sort and the NMS, and a kept
+detection gets the embedding of the anchor it came from (``Detections.embeddings``, row by
+row with the boxes). Without embeddings nothing else changes.
 """
 
 from __future__ import annotations
@@ -45,6 +50,15 @@ def _check_raw_shape(shape: Sequence[int], batch: int, cfg: PostprocessConfig) -
             f"raw head output has {shape[1]} channels, fewer than 4 + num_classes = {4 + cfg.num_classes}"
         )
     return cfg.num_classes
+
+
+def _check_embeddings_shape(shape: Sequence[int], raw_shape: Sequence[int]) -> None:
+    """Per-anchor embeddings ``[B, D, A]`` must match the head's batch and anchors."""
+    if len(shape) != 3 or shape[0] != raw_shape[0] or shape[2] != raw_shape[2]:
+        raise ValueError(
+            f"embeddings of shape {tuple(shape)} do not match the head {tuple(raw_shape)}: expected "
+            f"[{raw_shape[0]}, D, {raw_shape[2]}]"
+        )
 
 
 def iou_float32(iou_threshold: float) -> float:
@@ -114,10 +128,12 @@ def nms_numpy(
     return np.asarray(keep, dtype=np.intp)
 
 
-def decode_candidates(
-    raw: np.ndarray, num_classes: int, cfg: PostprocessConfig
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One image's ``[4 + C, A]`` head to sorted candidates: xyxy boxes, scores, class ids.
+#: Sorted candidates of one image: xyxy boxes, scores, class ids and the anchor each came from.
+Candidates = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def decode_candidates(raw: np.ndarray, num_classes: int, cfg: PostprocessConfig) -> Candidates:
+    """One image's ``[4 + C, A]`` head to sorted candidates: xyxy boxes, scores, class ids, anchors.
 
     Candidates pass ``score >= conf`` and are sorted by descending score with a stable sort
     (equal scores keep ascending anchor order), then cut to ``pre_nms_top_k``.
@@ -131,30 +147,43 @@ def decode_candidates(
 
 def _sorted_candidates(
     cxcywh: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, anchors: np.ndarray, cfg: PostprocessConfig
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> Candidates:
     """``anchors`` (those passing the threshold) best first, stable, cut to ``pre_nms_top_k``."""
     order = anchors[np.argsort(-scores[anchors], kind="stable")][: cfg.pre_nms_top_k]
     cx, cy, w, h = (cxcywh[k, order] for k in range(4))
     boxes = np.stack((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), axis=1)
-    return boxes, scores[order], class_ids[order].astype(np.int32)
+    return boxes, scores[order], class_ids[order].astype(np.int32), order
 
 
 def _nms_detections(
-    candidates: tuple[np.ndarray, np.ndarray, np.ndarray], lb: Letterbox, cfg: PostprocessConfig
-) -> Detections:
-    """NMS over one image's sorted candidates, kept boxes mapped to source pixels."""
-    boxes, scores, class_ids = candidates
+    candidates: Candidates, lb: Letterbox, cfg: PostprocessConfig
+) -> tuple[Detections, np.ndarray]:
+    """NMS over one image's sorted candidates, kept boxes mapped to source pixels; with the
+    anchor index of each kept detection (where its embedding is)."""
+    boxes, scores, class_ids, anchors = candidates
     keep = nms_numpy(boxes, None if cfg.class_agnostic else class_ids, cfg.iou_threshold, cfg.max_detections)
-    return Detections(lb.to_source(boxes[keep]), scores[keep], class_ids[keep])
+    return Detections(lb.to_source(boxes[keep]), scores[keep], class_ids[keep]), anchors[keep]
 
 
-def _from_raw(raw: np.ndarray, letterboxes: Sequence[Letterbox], cfg: PostprocessConfig) -> list[Detections]:
+def _with_embeddings(dets: Detections, embeddings: np.ndarray) -> Detections:
+    """``dets`` with ``embeddings [N, D]`` (rows aligned with its boxes) attached."""
+    return Detections(dets.boxes, dets.scores, dets.class_ids, np.ascontiguousarray(embeddings, np.float32))
+
+
+def _from_raw(
+    raw: np.ndarray, letterboxes: Sequence[Letterbox], cfg: PostprocessConfig, embeddings: np.ndarray | None
+) -> list[Detections]:
     num_classes = _check_raw_shape(raw.shape, len(letterboxes), cfg)
     raw = np.asarray(raw, dtype=np.float32)
-    return [
-        _nms_detections(decode_candidates(image_raw, num_classes, cfg), lb, cfg)
-        for image_raw, lb in zip(raw, letterboxes, strict=True)
-    ]
+    if embeddings is not None:
+        _check_embeddings_shape(embeddings.shape, raw.shape)
+    results = []
+    for b, (image_raw, lb) in enumerate(zip(raw, letterboxes, strict=True)):
+        dets, anchors = _nms_detections(decode_candidates(image_raw, num_classes, cfg), lb, cfg)
+        if embeddings is not None:  # [D, A] -> the kept anchors' columns, as rows [N, D]
+            dets = _with_embeddings(dets, embeddings[b][:, anchors].T)
+        results.append(dets)
+    return results
 
 
 def _from_engine_nms(
@@ -171,7 +200,7 @@ def _from_engine_nms(
     critical path): each image's rows are its first ``count`` slots passing the threshold,
     best first, cut to ``max_detections``. Both in-engine NMS implementations return rows
     sorted by score; an image whose rows are not is re-sorted (stable) on its own. Gathered
-    ``embeddings`` ``[B, K, D]`` follow the rows they belong to.
+    ``embeddings [B, K, D]`` (in the order of ``nms_boxes``) follow the same selection.
     """
     assert output.nms_boxes is not None and output.nms_scores is not None and output.nms_classes is not None
     counts = np.asarray(output.nms_count).reshape(-1)
@@ -182,6 +211,15 @@ def _from_engine_nms(
     boxes = np.asarray(output.nms_boxes[:, :top], dtype=np.float32)
     scores = np.asarray(output.nms_scores[:, :top], dtype=np.float32)
     classes = np.asarray(output.nms_classes[:, :top]).astype(np.int32, copy=False)
+    embeddings = None
+    if output.embeddings is not None:
+        emb_shape = np.shape(output.embeddings)
+        if len(emb_shape) != 3 or emb_shape[:2] != output.nms_scores.shape[:2]:
+            raise ValueError(
+                f"in-engine NMS embeddings of shape {emb_shape} must be [B, K, D] with "
+                f"[B, K] = {output.nms_scores.shape[:2]}"
+            )
+        embeddings = np.asarray(output.embeddings[:, :top], dtype=np.float32)
     within = np.arange(top) < counts[:, None]
     unsorted = np.any(within[:, 1:] & (scores[:, 1:] > scores[:, :-1]), axis=1)
     keep = within & (scores >= cfg.conf_threshold)
@@ -189,7 +227,6 @@ def _from_engine_nms(
         keep &= np.cumsum(keep, axis=1) <= cfg.max_detections
     batched = len(letterboxes) > 2  # one mapping for the batch beats a few per image from here
     mapped = _to_source_batch(boxes, letterboxes) if batched else boxes
-    gathered = None if output.embeddings is None else output.embeddings[:, :top]  # [B, top, D]
     results: list[Detections] = []
     for b, lb in enumerate(letterboxes):
         sel: np.ndarray = keep[b]
@@ -198,8 +235,8 @@ def _from_engine_nms(
             sel = np.flatnonzero(scores[b, :n] >= cfg.conf_threshold)
             sel = sel[np.argsort(-scores[b, sel], kind="stable")][: cfg.max_detections]
         picked = mapped[b, sel] if batched else lb.to_source(boxes[b, sel])
-        embeddings = None if gathered is None else np.asarray(gathered[b], dtype=np.float32)[sel]
-        results.append(Detections(picked, scores[b, sel], classes[b, sel], embeddings))
+        emb = None if embeddings is None else embeddings[b, sel]
+        results.append(Detections(picked, scores[b, sel], classes[b, sel], emb))
     return results
 
 
@@ -225,7 +262,8 @@ def postprocess(
         return _from_engine_nms(output, letterboxes, cfg)
     if output.raw is None:
         raise ValueError("EngineOutput has neither raw nor nms_* results")
-    return _from_raw(np.asarray(output.raw), letterboxes, cfg)
+    embeddings = None if output.embeddings is None else np.asarray(output.embeddings, dtype=np.float32)
+    return _from_raw(np.asarray(output.raw), letterboxes, cfg, embeddings)
 
 
 @functools.cache
@@ -250,7 +288,10 @@ HOST_NMS_MAX_CANDIDATES = 256
 
 
 def postprocess_torch(
-    raw: torch.Tensor, letterboxes: Sequence[Letterbox], cfg: PostprocessConfig
+    raw: torch.Tensor,
+    letterboxes: Sequence[Letterbox],
+    cfg: PostprocessConfig,
+    embeddings: torch.Tensor | None = None,
 ) -> list[Detections]:
     """The same rule as :func:`postprocess` on a torch ``[B, 4 + C, A]`` tensor (GPU or CPU).
 
@@ -263,12 +304,17 @@ def postprocess_torch(
     * many candidates (a low ``conf_threshold``, a crowd): :func:`_nms_on_device`, where the
       quadratic part runs in torchvision's NMS kernel.
 
-    Ties between classes go to the lower class id, as NumPy's argmax.
+    Ties between classes go to the lower class id, as NumPy's argmax. Per-anchor
+    ``embeddings [B, D, A]`` (on any device) are gathered at the kept anchors on their device,
+    so only the kept detections' vectors cross to the host.
     """
     import torch
 
     batch = len(letterboxes)
     num_classes = _check_raw_shape(tuple(raw.shape), batch, cfg)
+    if embeddings is not None:
+        _check_embeddings_shape(tuple(embeddings.shape), tuple(raw.shape))
+        embeddings = torch.as_tensor(embeddings, device=raw.device).detach()
     raw = raw.detach().float()
     scores_all, class_all = raw[:, 4 : 4 + num_classes].max(dim=1)  # [B, A] each
     packed = torch.cat((raw[:, :4], scores_all[:, None], class_all[:, None].float()), dim=1)
@@ -276,11 +322,20 @@ def postprocess_torch(
     passing = [np.flatnonzero(host[b, 4] >= cfg.conf_threshold) for b in range(batch)]
     nms = _torchvision_nms()
     if nms is not None and max(len(a) for a in passing) > HOST_NMS_MAX_CANDIDATES:
-        return _nms_on_device(nms, raw, scores_all, class_all, letterboxes, cfg)
-    return [
+        return _nms_on_device(nms, raw, scores_all, class_all, letterboxes, cfg, embeddings)
+    kept = [
         _nms_detections(_sorted_candidates(host[b, :4], host[b, 4], host[b, 5], passing[b], cfg), lb, cfg)
         for b, lb in enumerate(letterboxes)
     ]
+    if embeddings is None:
+        return [dets for dets, _ in kept]
+    # One gather and one device-to-host copy for the batch: rows [sum N, D] in image order.
+    image = np.concatenate([np.full(len(anchors), b, np.int64) for b, (_, anchors) in enumerate(kept)])
+    anchor = np.concatenate([anchors.astype(np.int64) for _, anchors in kept])
+    index = (torch.from_numpy(image).to(raw.device), torch.from_numpy(anchor).to(raw.device))
+    rows = embeddings[index[0], :, index[1]].float().cpu().numpy()
+    bounds = np.cumsum([0] + [len(dets) for dets, _ in kept])
+    return [_with_embeddings(dets, rows[bounds[b] : bounds[b + 1]]) for b, (dets, _) in enumerate(kept)]
 
 
 def _nms_on_device(
@@ -290,6 +345,7 @@ def _nms_on_device(
     class_all: torch.Tensor,
     letterboxes: Sequence[Letterbox],
     cfg: PostprocessConfig,
+    embeddings: torch.Tensor | None = None,
 ) -> list[Detections]:
     """:func:`postprocess_torch` for many candidates: sort and NMS for the whole batch at once.
 
@@ -340,10 +396,14 @@ def _nms_on_device(
     keep = nms(boxes64, rank_scores, iou_float32(cfg.iou_threshold))  # best first: grouped by image
     # One device-to-host copy; class ids and image indices are exact in float32.
     rows = torch.cat((boxes, scores[:, None], class_ids[:, None].float(), image[:, None].float()), dim=1)
-    kept = rows[keep].cpu().numpy()
+    rows = rows[keep]
+    if embeddings is not None:  # the kept anchors' vectors ride in the same copy, columns 7:
+        rows = torch.cat((rows, embeddings[image[keep], :, anchor[keep]].float()), dim=1)
+    kept = rows.cpu().numpy()
     bounds = np.searchsorted(kept[:, 6], np.arange(batch + 1))
     results: list[Detections] = []
     for b, lb in enumerate(letterboxes):
         mine = kept[bounds[b] : bounds[b + 1]][: cfg.max_detections]
-        results.append(Detections(lb.to_source(mine[:, :4]), mine[:, 4], mine[:, 5]))
+        emb = np.ascontiguousarray(mine[:, 7:]) if embeddings is not None else None
+        results.append(Detections(lb.to_source(mine[:, :4]), mine[:, 4], mine[:, 5], emb))
     return results

@@ -25,6 +25,8 @@ LOG = logging.getLogger(__name__)
 #: Metadata keys this project adds on export (see ``core/export.py``).
 META_SOURCE_SHA256 = "yolov8_trt_ros.source_sha256"
 META_EXPORT_ARGS = "yolov8_trt_ros.export_args"
+#: Name of the optional appearance output (``core/embeddings.py`` adds it): ``[B, D, A]``.
+EMBEDDINGS_OUTPUT = "embeddings"
 
 _QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 _DEFAULT_IMGSZ = 640
@@ -50,6 +52,14 @@ class ModelInfo:
     #: The graph holds QuantizeLinear/DequantizeLinear nodes (explicit INT8).
     is_qdq: bool
     metadata: dict[str, str] = field(default_factory=dict)
+    #: D of the ``embeddings`` output ``[B, D, A]``, or ``None`` where the model has none (the
+    #: tracker then associates by motion only).
+    embedding_dim: int | None = None
+
+    @property
+    def embedding_output(self) -> str | None:
+        """The appearance output's name where the model has one (outputs are taken by name)."""
+        return EMBEDDINGS_OUTPUT if self.embedding_dim is not None else None
 
     @property
     def precision(self) -> str:
@@ -142,7 +152,10 @@ def read_model_info(path: str | Path) -> ModelInfo:
             f"{path}: expected one image input and a detection output, found "
             f"{len(inputs)} inputs and {len(graph.output)} outputs (empty or corrupt file?)"
         )
-    inp, out = inputs[0], graph.output[0]
+    detection_outputs = [o for o in graph.output if o.name != EMBEDDINGS_OUTPUT]
+    if not detection_outputs:
+        raise BackendError(f"{path}: no detection output besides {EMBEDDINGS_OUTPUT!r}")
+    inp, out = inputs[0], detection_outputs[0]
     in_dims = list(inp.type.tensor_type.shape.dim)
     out_dims = list(out.type.tensor_type.shape.dim)
     if len(in_dims) != 4 or _dim(in_dims[1]) not in (3, None):
@@ -168,6 +181,7 @@ def read_model_info(path: str | Path) -> ModelInfo:
     if num_classes <= 0:
         raise BackendError(f"{path}: output has {channels} channels; a detection head needs > 4")
     stride = parse_literal(meta.get("stride"))
+    embedding_dim = _embedding_dim(path, graph, _dim(out_dims[2]))
     return ModelInfo(
         path=str(path),
         sha256=file_sha256(path),
@@ -183,7 +197,24 @@ def read_model_info(path: str | Path) -> ModelInfo:
         input_fp16=inp.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16,
         is_qdq=any(node.op_type in _QDQ_OPS for node in graph.node),
         metadata=meta,
+        embedding_dim=embedding_dim,
     )
+
+
+def _embedding_dim(path: Path, graph: Any, num_anchors: int | None) -> int | None:
+    """D of the ``embeddings`` output, checked against the detection output's anchors; or None."""
+    emb = next((o for o in graph.output if o.name == EMBEDDINGS_OUTPUT), None)
+    if emb is None:
+        return None
+    dims = list(emb.type.tensor_type.shape.dim)
+    if len(dims) != 3 or _dim(dims[1]) is None:
+        raise BackendError(f"{path}: output {EMBEDDINGS_OUTPUT!r} must be [B, D, anchors] with a fixed D")
+    anchors = _dim(dims[2])
+    if anchors is not None and num_anchors is not None and anchors != num_anchors:
+        raise BackendError(
+            f"{path}: output {EMBEDDINGS_OUTPUT!r} has {anchors} anchors, the detection output {num_anchors}"
+        )
+    return _dim(dims[1])
 
 
 def int8_sibling(path: str | Path) -> Path:

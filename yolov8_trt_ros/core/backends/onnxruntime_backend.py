@@ -2,7 +2,9 @@
 
 Runs the FP32 ONNX or the INT8 Q/DQ ONNX written by ``scripts/quantize_int8.py`` with the
 CPU execution provider. The network has no NMS, so ``infer`` returns the raw head
-``[B, 4 + C, A]`` for ``core/postprocess.py``. Only the CPU provider is used on purpose:
+``[B, 4 + C, A]`` for ``core/postprocess.py``, and with it the per-anchor ``embeddings``
+``[B, D, A]`` where the model has that output (``core/embeddings.py``). Outputs are fetched by
+name, never by position. Only the CPU provider is used on purpose:
 GPUs are served by the TensorRT and CUDA backends, and the CPU provider gives the same
 numbers on every machine, which is what a reference needs.
 """
@@ -67,6 +69,9 @@ class OnnxRuntimeBackend:
             )
         except Exception as exc:  # ORT raises its own pybind exception types for every failure
             raise BackendError(f"ONNX Runtime cannot load {path}: {exc}") from exc
+        self._outputs = [self.model.output_name]
+        if self.model.embedding_output is not None:
+            self._outputs.append(self.model.embedding_output)
         self._dtype = np.float16 if self.model.input_fp16 else np.float32
         self._chunk = self.model.fixed_batch  # None: any batch in one run
         self.class_names: list[str] = list(self.model.class_names)
@@ -80,7 +85,8 @@ class OnnxRuntimeBackend:
             num_classes=self.model.num_classes,
             has_nms=False,
             input_fp16=self.model.input_fp16,
-            detail=f"onnxruntime {ort.__version__} CPU, {path.name}, threads={cfg.num_threads or 'auto'}",
+            detail=f"onnxruntime {ort.__version__} CPU, {path.name}, threads={cfg.num_threads or 'auto'}"
+            + (f", embeddings D={self.model.embedding_dim}" if self.model.embedding_dim else ""),
             class_names=self.model.class_names,
         )
 
@@ -106,28 +112,31 @@ class OnnxRuntimeBackend:
             raise BackendError(f"input dtype {array.dtype} must be floating point in [0, 1]")
         return np.ascontiguousarray(array, dtype=self._dtype)
 
-    def _run(self, batch: np.ndarray) -> np.ndarray:
+    def _run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """The outputs named by ``self._outputs`` (head, then embeddings if any), as float32."""
         try:
-            (out,) = self._session.run([self.model.output_name], {self.model.input_name: batch})
+            outs = self._session.run(self._outputs, {self.model.input_name: batch})
         except Exception as exc:
             raise BackendError(f"ONNX Runtime inference failed: {exc}") from exc
-        return np.asarray(out, dtype=np.float32)
+        return [np.asarray(out, dtype=np.float32) for out in outs]
 
     def infer(self, images: Any) -> EngineOutput:
-        """Raw head ``[B, 4 + C, A]`` float32 for a ``[B, 3, H, W]`` batch in [0, 1]."""
+        """Raw head ``[B, 4 + C, A]`` (and ``embeddings [B, D, A]``) float32 for a ``[B, 3, H, W]`` batch."""
         batch = self._check(images)
         chunk = self._chunk
         if chunk is None or chunk == batch.shape[0]:
-            return EngineOutput(raw=self._run(batch))
-        # A graph exported with a fixed batch: run it chunk by chunk, zero-padding the last.
-        outs = []
-        for start in range(0, batch.shape[0], chunk):
-            part = batch[start : start + chunk]
-            n = part.shape[0]
-            if n < chunk:
-                part = np.concatenate([part, np.zeros((chunk - n, *part.shape[1:]), part.dtype)])
-            outs.append(self._run(part)[:n])
-        return EngineOutput(raw=np.concatenate(outs))
+            outs = self._run(batch)
+        else:
+            # A graph exported with a fixed batch: run it chunk by chunk, zero-padding the last.
+            parts: list[list[np.ndarray]] = []
+            for start in range(0, batch.shape[0], chunk):
+                part = batch[start : start + chunk]
+                n = part.shape[0]
+                if n < chunk:
+                    part = np.concatenate([part, np.zeros((chunk - n, *part.shape[1:]), part.dtype)])
+                parts.append([out[:n] for out in self._run(part)])
+            outs = [np.concatenate(arrays) for arrays in zip(*parts, strict=True)]
+        return EngineOutput(raw=outs[0], embeddings=outs[1] if len(outs) > 1 else None)
 
     def close(self) -> None:
         self._session = None
