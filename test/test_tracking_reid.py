@@ -18,7 +18,7 @@ from _bytetrack_numpy import NumpyByteTracker
 from test_tracking_compiled import random_config, random_sequence
 
 from yolov8_trt_ros.core.config import TrackerConfig
-from yolov8_trt_ros.core.tracking import ByteTracker
+from yolov8_trt_ros.core.tracking import ByteTracker, frame_step
 from yolov8_trt_ros.core.types import Detections
 
 
@@ -117,3 +117,17 @@ def test_inconsistent_embeddings_are_rejected():
     dets.embeddings = np.ones((2, 4), dtype=np.float32)  # changed after validation
     with pytest.raises(ValueError, match="embeddings"):
         tracker.update(dets)
+
+
+def test_one_compiled_version_with_embeddings_of_any_layout():
+    """Half-precision, strided embeddings and int flags (YAML) are converted, never compiled for."""
+    ByteTracker()  # the version for well-typed input, whatever ran before in this process
+    tracker = ByteTracker(TrackerConfig(reid_enabled=1, ema_alpha=1, reid_buffer=30))
+    boxes = np.array([[10, 10, 50, 90], [100, 10, 140, 90]], dtype=np.float64)
+    emb = np.eye(8, dtype=np.float16)[:, :2].T  # [2, 8], a transposed (Fortran-order) view
+    for _ in range(3):
+        dets = Detections(boxes, np.array([0.9, 0.8]), np.array([0, 1]))
+        dets.embeddings = emb
+        assert len(tracker.update(dets)) == 2
+    assert tracker.embedding(1) is not None
+    assert len(frame_step.frame_step.signatures) == 1
