@@ -1,4 +1,5 @@
-"""ByteTrack (Zhang et al., ECCV 2022) multi-object tracking on :class:`Detections`.
+"""ByteTrack (Zhang et al., ECCV 2022) multi-object tracking on :class:`Detections`, with optional
+re-identification from the detector's own embeddings (BoT-SORT-style).
 
 Association as published, per frame:
 
@@ -22,6 +23,16 @@ Association as published, per frame:
 7. Lost tracks unseen for more than ``max_time_lost`` frames (``track_buffer`` scaled from
    30 FPS to ``frame_rate``) are removed; of a tracked and a lost track with IoU > 0.85 the
    one followed for fewer frames is dropped (a re-born duplicate of a lost object).
+
+Re-identification (``TrackerConfig.reid_enabled`` and detections with ``embeddings``): each track
+keeps an EMA of its embeddings; step 3 fuses IoU with appearance as BoT-SORT does
+(:mod:`~yolov8_trt_ros.core.tracking.appearance`); after step 5 the high detections left are
+matched by appearance alone, anywhere in the frame, with lost tracks, which stay in a gallery for
+``max_reid_lost`` frames instead of ending after ``max_time_lost``
+(:mod:`~yolov8_trt_ros.core.tracking.gallery`), before step 6 may start new tracks. Off, or for
+a model without embeddings, the output is exactly ByteTrack's (same ids and boxes). Its ids are
+reported in ``removed_ids`` when they leave the gallery, and ``lost_tracks`` lists only the
+tracks still in ByteTrack's buffer.
 
 Class handling: in class-aware mode a pair of different classes can never match (its cost is
 :data:`~yolov8_trt_ros.core.tracking.matching.FORBIDDEN_COST`) and a track keeps the class it
@@ -67,6 +78,7 @@ PublishedState = Literal["tracked", "lost"]
 
 _TRACKED = np.int8(fs.TRACKED)
 _LOST = np.int8(fs.LOST)
+_NO_EMBEDDINGS = np.zeros((0, 0), dtype=np.float32)
 #: Tracked/lost pairs closer than this IoU distance are duplicates (IoU > 0.85), as published.
 DUPLICATE_IOU_DISTANCE = 0.15
 
@@ -89,7 +101,8 @@ class ByteTracker:
     ``update`` is called once per frame, in order, with that frame's detections in source
     pixels (an empty :class:`Detections` for a frame without any), and returns the confirmed
     tracks matched in that frame. ``TrackerConfig.enabled`` is for the caller, which skips the
-    tracker altogether when it is off.
+    tracker altogether when it is off. ``TrackerConfig.reid_enabled`` turns re-identification on
+    or off, also at run time through :meth:`update_config`.
 
     The constructor runs the compiled step once on an empty frame, so that loading (or, right
     after an install, compiling: seconds) happens there and not on the first real frame.
@@ -138,10 +151,19 @@ class ByteTracker:
         # ``distance < 0.15`` on float32 distances, as NumPy compares them.
         params[fs.P_BELOW_DUP] = np.nextafter(np.float32(DUPLICATE_IOU_DISTANCE), np.float32(-np.inf))
         params[fs.P_MIN_AREA] = cfg.min_box_area
+        params[fs.P_PROXIMITY], params[fs.P_APPEARANCE] = cfg.proximity_thresh, cfg.appearance_thresh
+        params[fs.P_GALLERY], params[fs.P_EMA_ALPHA] = cfg.gallery_thresh, cfg.ema_alpha
         self._params = params
         # Exact Python types: an int where the kernel was compiled for a bool (a YAML ``1``)
         # would make numba compile a second version, for a minute, mid-stream.
-        self._flags = (int(cfg.max_time_lost), bool(cfg.fuse_score), bool(cfg.class_aware))
+        self._flags = (
+            int(cfg.max_time_lost), bool(cfg.fuse_score), bool(cfg.class_aware),
+            int(cfg.max_reid_lost), bool(cfg.reid_enabled),
+        )  # fmt: skip
+        if not cfg.reid_enabled and hasattr(self, "_emb_ok"):
+            # Embeddings stop being updated while off: stale ones must not be trusted when it is
+            # switched on again (tracks then take the look of their next detection).
+            self._emb_ok[:] = False
         self._cfg = cfg
 
     def reset(self) -> None:
@@ -149,6 +171,7 @@ class ByteTracker:
         self._frame_id = 0
         self._next_id = 1
         self._n = 0  # tracks held: rows [0, n) of the buffers below
+        self._dim = 0  # embedding length, set by the first detections with embeddings
         self._allocate(16)
         self._removed_ids: list[int] = []
         self.detection_track_ids = np.zeros(0, dtype=np.int64)
@@ -172,13 +195,15 @@ class ByteTracker:
             np.zeros(capacity, dtype=np.int64),  # frame the track was born
             np.zeros(capacity, dtype=np.int64),  # last frame it was matched
             np.full(capacity, -1, dtype=np.int64),  # detection matched this frame, or -1
+            np.zeros((capacity, self._dim), dtype=np.float32),  # EMA embedding (unit length)
+            np.zeros(capacity, dtype=bool),  # has an embedding
         )
         if old is not None and n:
             for dst, src in zip(new, self._state_arrays(), strict=True):
                 dst[:n] = src[:n]
         (
             self._mean, self._cov, self._ids, self._cls, self._score, self._state, self._activated,
-            self._start, self._last, self._det_of,
+            self._start, self._last, self._det_of, self._emb, self._emb_ok,
         ) = new  # fmt: skip
         self._removed_buf = np.zeros(capacity, dtype=np.int64)
         self._published_buf = np.zeros(capacity, dtype=np.int64)
@@ -188,7 +213,7 @@ class ByteTracker:
     def _state_arrays(self) -> tuple[npt.NDArray[Any], ...]:
         return (
             self._mean, self._cov, self._ids, self._cls, self._score, self._state, self._activated,
-            self._start, self._last, self._det_of,
+            self._start, self._last, self._det_of, self._emb, self._emb_ok,
         )  # fmt: skip
 
     # -- read-only views -----------------------------------------------------------------------
@@ -209,6 +234,17 @@ class ByteTracker:
     def removed_ids(self) -> list[int]:
         """Ids of the tracks that ended in the last :meth:`update` (lost too long, or duplicates)."""
         return list(self._removed_ids)
+
+    def embedding(self, track_id: int) -> npt.NDArray[np.float32] | None:
+        """A copy of the appearance (unit EMA embedding) of the held track ``track_id``, or None.
+
+        None where the track is not held or has no embedding yet (re-identification off, or a
+        model without embeddings).
+        """
+        rows = (self._ids[: self._n] == track_id).nonzero()[0]
+        if rows.size == 0 or not self._emb_ok[rows[0]]:
+            return None
+        return self._emb[rows[0]].copy()
 
     def __len__(self) -> int:
         """Tracks held: tracked (confirmed or not) and lost."""
@@ -235,13 +271,27 @@ class ByteTracker:
                 f"inconsistent detection arrays: boxes {boxes.shape}, scores {scores.shape}, "
                 f"class ids {classes.shape}"
             )
+        embeddings = dets.embeddings if self._cfg.reid_enabled else None
+        appearance = embeddings is not None
+        det_emb = _NO_EMBEDDINGS
+        if embeddings is not None:
+            det_emb = _kernel_array(embeddings, np.float32)
+            if det_emb.ndim != 2 or det_emb.shape[0] != m:
+                raise ValueError(f"embeddings of shape {det_emb.shape} for {m} detections")
+            if det_emb.shape[1] != self._dim:
+                # A model with another embedding length (first frame, or an engine swap): old
+                # embeddings are not comparable with the new ones, tracks start afresh.
+                self._dim = det_emb.shape[1]
+                self._emb = np.zeros((self._ids.shape[0], self._dim), dtype=np.float32)
+                self._emb_ok[:] = False
         if self._n + m > self._ids.shape[0]:
             self._allocate(max(2 * self._ids.shape[0], self._n + boxes.shape[0]))
         self._frame_id += 1
         self._n, self._next_id, n_removed, n_published = fs.frame_step(
             self._mean, self._cov, self._ids, self._cls, self._score, self._state, self._activated,
-            self._start, self._last, self._det_of, self._n, self._next_id, self._frame_id,
-            boxes, scores, classes, self._params, *self._flags, self._noise,
+            self._start, self._last, self._det_of, self._emb, self._emb_ok, self._n, self._next_id,
+            self._frame_id, boxes, scores, classes, det_emb, self._params, *self._flags, appearance,
+            self._noise,
             self._removed_buf, self._published_buf, self._published_boxes_buf, self._published_dets_buf,
         )  # fmt: skip
         #: For each detection of this frame, the id of the published track it updated, or -1.

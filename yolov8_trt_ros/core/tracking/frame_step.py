@@ -17,9 +17,13 @@ their boxes) into buffers as well, returning only counts. Why: numba converts ev
 returns into a new NumPy object, and with a dozen arrays that cost more than a 10-object frame's
 arithmetic; the caller guarantees the room (``n`` + number of detections rows).
 
-Extension point for appearance (ReID) association: a stage's candidates and costs come from
-:func:`~yolov8_trt_ros.core.tracking.matching.admissible_pairs`; an embedding distance would be
-one more per-pair term there (with the embeddings as one more ``[N, D]`` state array here).
+Appearance (re-identification), when the tracker's ``reid`` flag is on and the frame has
+embeddings: the tracks carry an EMA embedding (``emb [N, D]``, ``emb_ok``), the first association
+fuses IoU and appearance (:mod:`appearance`), and after the unconfirmed stage the gallery of lost
+tracks is searched by appearance alone (:mod:`gallery`) before new tracks are born; a lost track
+past ``max_time_lost`` moves to the ``GALLERY`` state (out of the motion associations) instead of
+being removed, until ``max_reid_lost``. With the flag off, or a frame without embeddings, every
+branch taken is ByteTrack's, so its output is unchanged (``test/test_tracking_reid.py``).
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ import numpy as np
 import numpy.typing as npt
 
 from yolov8_trt_ros.core.tracking._jit import jit
+from yolov8_trt_ros.core.tracking.appearance import appearance_pairs, normalised_embeddings, smooth_embedding
+from yolov8_trt_ros.core.tracking.gallery import refind
 from yolov8_trt_ros.core.tracking.kalman import initiate_track, predict_track, update_track
 from yolov8_trt_ros.core.tracking.matching import admissible_pairs, assign_pairs
 
@@ -40,13 +46,15 @@ B = npt.NDArray[np.bool_]
 
 TRACKED = 1
 LOST = 2
+GALLERY = 3  # lost past max_time_lost, kept for re-identification by appearance only
 
 #: Indices into the ``params`` array of :func:`frame_step` (built by the tracker per config).
 P_TRACK, P_LOW, P_NEW = 0, 1, 2  # score thresholds, compared in float32
 P_MATCH, P_SECOND, P_UNCONF = 3, 4, 5  # match thresholds (float64, the solver's offset)
 P_BELOW_MATCH, P_BELOW_SECOND, P_BELOW_UNCONF, P_BELOW_DUP = 6, 7, 8, 9  # float32 admission bounds
 P_MIN_AREA = 10
-N_PARAMS = 11
+P_PROXIMITY, P_APPEARANCE, P_GALLERY, P_EMA_ALPHA = 11, 12, 13, 14  # re-identification
+N_PARAMS = 15
 
 
 @jit
@@ -147,6 +155,8 @@ def _remove(
     start: I64,
     last: I64,
     det_of: I64,
+    emb: F32,
+    emb_ok: B,
     removed: I64,
     n_removed: int,
 ) -> tuple[int, int]:
@@ -173,6 +183,9 @@ def _remove(
             start[k] = start[r]
             last[k] = last[r]
             det_of[k] = det_of[r]
+            for j in range(emb.shape[1]):
+                emb[k, j] = emb[r, j]
+            emb_ok[k] = emb_ok[r]
         k += 1
     return k, n_removed
 
@@ -189,16 +202,22 @@ def frame_step(
     start: I64,
     last: I64,
     det_of: I64,
+    emb: F32,
+    emb_ok: B,
     n: int,
     next_id: int,
     frame: int,
     boxes: F32,
     scores: F32,
     classes: I32,
+    det_emb: F32,
     params: F64,
     max_time_lost: int,
     fuse: bool,
     class_aware: bool,
+    max_reid_lost: int,
+    reid: bool,
+    appearance: bool,
     noise: F64,
     removed: I64,
     published: I64,
@@ -212,8 +231,15 @@ def frame_step(
     corner boxes to ``published_boxes`` and the detection each was matched with (or born from)
     in this frame to ``published_dets``. Returns the new ``n``, the next free id and the numbers
     of ended ids and of published rows.
+
+    ``reid``: re-identification is on (the gallery is kept); ``appearance``: it is on and
+    ``det_emb [len(scores), D]`` holds this frame's embeddings (else it is not read).
     """
     n_det = scores.size
+    appearance = appearance and det_emb.shape[0] == n_det and n_det > 0
+    det_ok = np.zeros(0, dtype=np.bool_)
+    if appearance:
+        det_emb, det_ok = normalised_embeddings(det_emb)
     for r in range(n):
         det_of[r] = -1
     t_track, t_low, t_new = np.float32(params[P_TRACK]), np.float32(params[P_LOW]), np.float32(params[P_NEW])
@@ -261,11 +287,19 @@ def frame_step(
         predict_track(mean, cov, r, noise)
     trk_boxes = _xyxy32(mean, n)
 
-    # 1st association: high detections with tracked + lost tracks.
-    m1, c1 = _associate(
-        pool, high, trk_boxes, cls, boxes, scores, classes, fuse, class_aware,
-        np.float32(params[P_BELOW_MATCH]), params[P_MATCH],
-    )  # fmt: skip
+    # 1st association: high detections with tracked + lost tracks (and their looks, with ReID).
+    if appearance:
+        pr, pc, pcost, n_pairs = appearance_pairs(
+            pool, high, trk_boxes, cls, boxes, scores, classes, fuse, class_aware,
+            np.float32(params[P_BELOW_MATCH]), emb, emb_ok, det_emb, det_ok,
+            np.float32(params[P_PROXIMITY]), params[P_APPEARANCE],
+        )  # fmt: skip
+        m1, c1 = assign_pairs(pool.size, high.size, pr, pc, pcost, n_pairs, params[P_MATCH])
+    else:
+        m1, c1 = _associate(
+            pool, high, trk_boxes, cls, boxes, scores, classes, fuse, class_aware,
+            np.float32(params[P_BELOW_MATCH]), params[P_MATCH],
+        )  # fmt: skip
     # 2nd association: low detections with the still unmatched tracked (not lost) tracks.
     rest = pool[(m1 < 0) & (state[pool] == TRACKED)]
     m2, _ = _associate(
@@ -301,21 +335,67 @@ def frame_step(
     for i in range(rest.size):
         if m2[i] < 0:
             state[rest[i]] = LOST
+    # Appearance of the tracks matched with high detections (low ones are often occluded).
+    taken = np.zeros(n_det, dtype=np.bool_)  # high detections re-finding a gallery track
+    if appearance:
+        alpha = params[P_EMA_ALPHA]
+        for i in range(pool.size):
+            if m1[i] >= 0 and det_ok[high[m1[i]]]:
+                smooth_embedding(emb, emb_ok, pool[i], det_emb, high[m1[i]], alpha)
+        for i in range(unconfirmed.size):
+            if m3[i] >= 0 and det_ok[high_left[m3[i]]]:
+                smooth_embedding(emb, emb_ok, unconfirmed[i], det_emb, high_left[m3[i]], alpha)
+        # The gallery: lost tracks (before this frame) re-found by appearance alone.
+        horizon = max(max_time_lost, max_reid_lost)
+        gallery = np.empty(n, dtype=np.int64)
+        n_gallery = 0
+        for r in range(n):
+            candidate = (was_lost[r] and state[r] == LOST) or state[r] == GALLERY
+            if candidate and emb_ok[r] and frame - last[r] <= horizon:
+                gallery[n_gallery] = r
+                n_gallery += 1
+        gallery = gallery[:n_gallery]
+        free = high_left[c3 < 0]
+        g = refind(
+            gallery, free, n, emb, emb_ok, det_emb, det_ok, cls, classes, class_aware, params[P_GALLERY]
+        )
+        for i in range(gallery.size):
+            if g[i] >= 0:
+                r, d = gallery[i], free[g[i]]
+                initiate_track(mean, cov, r, _xyah(boxes, d), noise)
+                score[r] = scores[d]
+                if not class_aware:
+                    cls[r] = classes[d]
+                state[r] = TRACKED
+                activated[r] = True
+                last[r] = frame
+                det_of[r] = d
+                smooth_embedding(emb, emb_ok, r, det_emb, d, alpha)
+                taken[d] = True
 
-    # Lifecycle: unconfirmed without a match and lost tracks past the buffer end; then births.
+    # Lifecycle: unconfirmed without a match and lost tracks past the buffer end (into the
+    # gallery, with ReID, until its end); then births.
     remove = np.zeros(n, dtype=np.bool_)
     for i in range(unconfirmed.size):
         if m3[i] < 0:
             remove[unconfirmed[i]] = True
     for r in range(n):
         if was_lost[r] and state[r] == LOST and frame - last[r] > max_time_lost:
+            if reid and emb_ok[r] and frame - last[r] <= max_reid_lost:
+                state[r] = GALLERY
+            else:
+                remove[r] = True
+        elif state[r] == GALLERY and (not reid or frame - last[r] > max_reid_lost):
             remove[r] = True
-    state_arrays = (mean, cov, ids, cls, score, state, activated, start, last, det_of)
+    state_arrays = (mean, cov, ids, cls, score, state, activated, start, last, det_of, emb, emb_ok)
     n, n_removed = _remove(remove, n, *state_arrays, removed, 0)
-    born = high_left[(c3 < 0) & (scores[high_left] >= t_new)]
+    born = high_left[(c3 < 0) & (scores[high_left] >= t_new) & ~taken[high_left]]
     for i in range(born.size):
         r, d = n + i, born[i]
         initiate_track(mean, cov, r, _xyah(boxes, d), noise)
+        emb_ok[r] = False
+        if appearance and det_ok[d]:
+            smooth_embedding(emb, emb_ok, r, det_emb, d, 0.0)
         ids[r] = next_id + i
         cls[r] = classes[d]
         score[r] = scores[d]
