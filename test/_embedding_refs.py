@@ -54,11 +54,7 @@ def onnxruntime_detections(
     head, emb = session.run([head_name, EMBEDDINGS_OUTPUT], {session.get_inputs()[0].name: images})
     result = []
     for b in range(len(images)):
-        boxes, _scores, classes = decode_candidates(head[b], cfg.num_classes, cfg)
-        # The anchors in the candidates' order: the same stable sort decode_candidates does.
-        best = head[b, 4 : 4 + cfg.num_classes].max(axis=0)
-        passing = np.flatnonzero(best >= cfg.conf_threshold)
-        order = passing[np.argsort(-best[passing], kind="stable")][: cfg.pre_nms_top_k]
+        boxes, _scores, classes, order = decode_candidates(head[b], cfg.num_classes, cfg)
         keep = nms_numpy(
             boxes, None if cfg.class_agnostic else classes, cfg.iou_threshold, cfg.max_detections
         )
