@@ -597,6 +597,57 @@ def wrong_merges(acc: Any) -> int:
     return int((per_track >= 2).sum())
 
 
+def _hota_metric() -> Any:
+    """TrackEval's HOTA, or None where trackeval is not installed (its package import prints
+    notes about optional dataset dependencies it does not find: silenced)."""
+    import contextlib
+    import io
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            from trackeval.metrics import HOTA
+    except ImportError:
+        return None
+    return HOTA({"PRINT_CONFIG": False})
+
+
+def hota_data(seq: Sequence, hyps: list[FrameHyp]) -> dict[str, Any]:
+    """TrackEval's per-sequence input: ids re-numbered from 0, IoU similarity per frame."""
+    import motmetrics as mm
+
+    gt_ids, tr_ids, sims = [], [], []
+    for frame in range(1, seq.n_frames + 1):
+        rows = seq.rows_at(frame)
+        ids, boxes = hyps[frame - 1] if frame <= len(hyps) else (np.zeros(0, np.int64), np.zeros((0, 4)))
+        g = seq.boxes[rows]
+        sim = mm.distances.boxiou(g[:, None], boxes[None, :]) if len(g) and len(boxes) else None
+        sims.append(sim if sim is not None else np.zeros((len(g), len(boxes))))
+        gt_ids.append(seq.ids[rows])
+        tr_ids.append(np.asarray(ids, np.int64))
+    all_gt = np.unique(np.concatenate(gt_ids)) if gt_ids else np.zeros(0, np.int64)
+    all_tr = np.unique(np.concatenate(tr_ids)) if tr_ids else np.zeros(0, np.int64)
+    return {
+        "num_gt_ids": len(all_gt),
+        "num_tracker_ids": len(all_tr),
+        "num_gt_dets": int(sum(len(g) for g in gt_ids)),
+        "num_tracker_dets": int(sum(len(t) for t in tr_ids)),
+        "gt_ids": [np.searchsorted(all_gt, g) for g in gt_ids],
+        "tracker_ids": [np.searchsorted(all_tr, t) for t in tr_ids],
+        "similarity_scores": sims,
+    }
+
+
+def hota(seqs: list[Sequence], hyps: list[list[FrameHyp]]) -> dict[str, dict[str, float]] | None:
+    """HOTA, DetA, AssA (TrackEval, averaged over IoU thresholds 0.05-0.95) per sequence and
+    ``OVERALL`` (TrackEval's combination over sequences), or None without trackeval."""
+    metric = _hota_metric()
+    if metric is None:
+        return None
+    per_seq = {s.name: metric.eval_sequence(hota_data(s, h)) for s, h in zip(seqs, hyps, strict=True)}
+    per_seq["OVERALL"] = metric.combine_sequences(dict(per_seq))
+    return {name: {k: float(np.mean(r[k])) for k in ("HOTA", "DetA", "AssA")} for name, r in per_seq.items()}
+
+
 def summarise(accs: list[Any], names: list[str]) -> Any:
     """motmetrics summary DataFrame, one row per sequence plus ``OVERALL``, with ``wrong_merges``.
 
@@ -629,20 +680,33 @@ def compare(
     names = [s.name for s in seqs]
     summaries = {}
     for name in trackers:
-        accs = [accumulate(seq, run_tracker(name, cfg, d)) for seq, d in zip(seqs, dets, strict=True)]
-        summaries[name] = summarise(accs, names)
+        hyps = [run_tracker(name, cfg, d) for d in dets]
+        accs = [accumulate(seq, h) for seq, h in zip(seqs, hyps, strict=True)]
+        summary = summarise(accs, names)
+        scores = hota(seqs, hyps)
+        if scores is not None:
+            for key in ("HOTA", "DetA", "AssA"):
+                summary[key.lower()] = [scores[n][key] for n in [*names, "OVERALL"]]
+        summaries[name] = summary
     return Comparison(names, summaries)
 
 
 def overall_table(result: Comparison) -> str:
     """One row per tracker over all sequences: MOTA and IDF1 in percent, IDsw, FP, FN, wrong merges."""
-    lines = ["| tracker | MOTA | IDF1 | IDsw | FP | FN | wrong merges |", "|---|---|---|---|---|---|---|"]
+    with_hota = all("hota" in result.summaries[t] for t in result.summaries)
+    extra = " HOTA | DetA | AssA |" if with_hota else ""
+    lines = [
+        "| tracker | MOTA | IDF1 | IDsw | FP | FN | wrong merges |" + extra,
+        "|---|---|---|---|---|---|---|" + ("---|---|---|" if with_hota else ""),
+    ]
     for t in result.summaries:
         r = result.row(t)
-        lines.append(
-            f"| {t} | {100 * r['mota']:.2f} | {100 * r['idf1']:.2f} | {int(r['num_switches'])} | "
-            f"{int(r['num_false_positives'])} | {int(r['num_misses'])} | {int(r['wrong_merges'])} |"
-        )
+        cells = [f"{100 * r['mota']:.2f}", f"{100 * r['idf1']:.2f}"]
+        counts = ("num_switches", "num_false_positives", "num_misses", "wrong_merges")
+        cells += [str(int(r[k])) for k in counts]
+        if with_hota:
+            cells += [f"{100 * r[k]:.2f}" for k in ("hota", "deta", "assa")]
+        lines.append(f"| {t} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

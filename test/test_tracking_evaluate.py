@@ -166,6 +166,25 @@ def test_wrong_merges_on_hand_made_cases(ev):
     assert merges([[]] * 8) == (0, 0)
 
 
+def test_hota_of_perfect_and_of_merged_tracks(ev):
+    """TrackEval's HOTA where installed: 1 for the ground truth itself; ids swapped halfway keep
+    DetA at 1 but cut AssA to a third."""
+    if ev._hota_metric() is None:
+        pytest.skip("trackeval not installed (pip install --no-deps -r requirements/nodeps.txt)")
+    gt = [(f, 1, BOX_A) for f in range(1, 9)] + [(f, 2, BOX_B) for f in range(1, 9)]
+    seq = _hand_sequence(ev, gt, 8)
+    perfect = _hyps([[(1, BOX_A), (2, BOX_B)]] * 8)
+    merged = _hyps([[(1, BOX_A), (2, BOX_B)]] * 4 + [[(2, BOX_A), (1, BOX_B)]] * 4)
+    scores = ev.hota([seq], [perfect])
+    assert scores is not None
+    assert scores["HAND"]["HOTA"] == pytest.approx(1.0) and scores["OVERALL"]["HOTA"] == pytest.approx(1.0)
+    worse = ev.hota([seq], [merged])
+    assert worse is not None
+    # Every match: 4 frames with its id (TPA) against 4 of its identity elsewhere (FNA) and 4 of
+    # its id on the other identity (FPA): AssA = 4 / 12.
+    assert worse["HAND"]["DetA"] == pytest.approx(1.0) and worse["HAND"]["AssA"] == pytest.approx(1 / 3)
+
+
 def test_simulated_embeddings_follow_identities(ev, tmp_path: Path):
     (seq_dir,) = ev.write_synthetic(tmp_path, 1, seed=3, n_frames=60, n_objects=6, kinds=["crossing"])
     seq = ev.read_sequence(seq_dir)
