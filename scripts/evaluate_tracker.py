@@ -27,7 +27,7 @@ vectors for false positives.
 
     # occlusion / re-entry sequences, the test model's detections + embeddings (lead's final run)
     python scripts/make_synthetic_data.py --out data/reid --seed 0 --train 0 --val 0 --calib 0 \\
-        --sequences 8 --frames 600 --kinds occlusion reentry crossing crowd --workers 2
+        --sequences 6 --frames 600 --kinds occlusion reentry crossing crowd --workers 2
     python scripts/detect_sequences.py --sequences data/reid/tracking --out runs/reid_dets
     python scripts/evaluate_tracker.py --sequences data/reid/tracking --detections runs/reid_dets \\
         --trackers ours ours-reid ultralytics botsort --markdown benchmarks/tracking.md

@@ -12,7 +12,7 @@ Example (the test model's data; the val split alone is ``--train 0 --calib 0 --s
 Occlusion / re-entry sequences for the ReID evaluation (``benchmarks/tracking.md``)::
 
     python scripts/make_synthetic_data.py --out data/reid --seed 0 --train 0 --val 0 --calib 0 \\
-        --sequences 8 --frames 600 --kinds occlusion reentry crossing crowd --workers 2
+        --sequences 6 --frames 600 --kinds occlusion reentry crossing crowd --workers 2
 """
 
 from __future__ import annotations
