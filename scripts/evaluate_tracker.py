@@ -804,10 +804,10 @@ def main(argv: list[str] | None = None) -> int:
             dets = [simulate_detections(s, noise, args.seed) for s in seqs]
         with_embeddings = all(d.embeddings is not None for frames in dets for d in frames)
         trackers = list(args.trackers)
-        for t in NEEDS_EMBEDDINGS:
-            if t in trackers and not with_embeddings:
-                print(f"note: {t} skipped: the detections carry no embeddings")
-                trackers.remove(t)
+        skipped = [t for t in NEEDS_EMBEDDINGS if t in trackers and not with_embeddings]
+        for t in skipped:
+            print(f"note: {t} skipped: the detections carry no embeddings")
+            trackers.remove(t)
         if cfg.frame_rate != 30.0 or any(s.frame_rate != cfg.frame_rate for s in seqs):
             print(f"note: tracker frame_rate={cfg.frame_rate}; sequences: {[s.frame_rate for s in seqs]}")
         result = compare(seqs, dets, cfg, trackers)
@@ -844,7 +844,8 @@ def main(argv: list[str] | None = None) -> int:
             f"- Command: `{command}`\n"
             f"- Sequences: {source}\n- Tracker config: `{cfg.to_dict()}`\n"
             f"- Detections: {det_source}\n"
-            f"- Wrong merges (WM): track ids matched (IoU >= 0.5) to two or more ground-truth identities\n\n"
+            + (f"- Skipped (no embeddings with the detections): {', '.join(skipped)}\n" if skipped else "")
+            + "- Wrong merges (WM): track ids matched (IoU >= 0.5) to two or more ground-truth identities\n\n"
             + overall_table(result)
             + "\n"
             + table
