@@ -8,6 +8,11 @@ Example (the test model's data; the val split alone is ``--train 0 --calib 0 --s
 
     python scripts/make_synthetic_data.py --out data/synth --seed 0 \\
         --train 6000 --val 500 --calib 500 --sequences 4 --frames 300 --workers 2
+
+Occlusion / re-entry sequences for the ReID evaluation (``benchmarks/tracking.md``)::
+
+    python scripts/make_synthetic_data.py --out data/reid --seed 0 --train 0 --val 0 --calib 0 \\
+        --sequences 6 --frames 600 --kinds occlusion reentry crossing crowd --workers 2
 """
 
 from __future__ import annotations
@@ -33,6 +38,17 @@ def main() -> int:
     ap.add_argument("--sequences", type=int, default=4)
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--objects", type=int, default=8, help="objects per tracking sequence")
+    ap.add_argument(
+        "--kinds",
+        nargs="+",
+        default=["mixed"],
+        help="tracking sequence kinds, cycled over the sequences: mixed occlusion reentry crossing crowd",
+    )
+    ap.add_argument(
+        "--tracking-version",
+        default=None,
+        help="tracking generator version (default: the newest; 1.0.0 = class-coloured looks, mixed only)",
+    )
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
@@ -46,12 +62,18 @@ def main() -> int:
 
     from yolov8_trt_ros.datasets import (
         GENERATOR_VERSION,
+        TRACKING_GENERATOR_VERSION,
         generate_detection_dataset,
         generate_tracking_sequences,
         label_digest,
     )
 
-    print(f"generator {GENERATOR_VERSION}, seed {args.seed}, {args.workers} workers", flush=True)
+    tracking_version = args.tracking_version or TRACKING_GENERATOR_VERSION
+    print(
+        f"generator {GENERATOR_VERSION} (tracking {tracking_version}), seed {args.seed}, "
+        f"{args.workers} workers",
+        flush=True,
+    )
     if args.train + args.val + args.calib > 0:
         t0 = time.perf_counter()
         root = generate_detection_dataset(
@@ -78,6 +100,8 @@ def main() -> int:
             height=args.height,
             n_objects=args.objects,
             workers=args.workers,
+            kinds=args.kinds,
+            version=tracking_version,
         )
         dt = time.perf_counter() - t0
         print(

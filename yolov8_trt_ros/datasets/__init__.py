@@ -11,6 +11,8 @@ from yolov8_trt_ros.datasets.synthetic import (
     render_detection_image,
 )
 from yolov8_trt_ros.datasets.tracking import (
+    SEQUENCE_KINDS,
+    TRACKING_GENERATOR_VERSION,
     TrackingGroundTruth,
     generate_tracking_sequences,
     render_tracking_frame,
@@ -21,6 +23,8 @@ __all__ = [
     "CLASS_NAMES",
     "GENERATOR_VERSION",
     "NUM_CLASSES",
+    "SEQUENCE_KINDS",
+    "TRACKING_GENERATOR_VERSION",
     "ImageLabels",
     "SceneConfig",
     "TrackingGroundTruth",

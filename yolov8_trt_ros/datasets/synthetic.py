@@ -250,12 +250,16 @@ def class_colour(class_id: int, rng: np.random.Generator) -> np.ndarray:
     return np.array([b, g, r], dtype=np.float32)
 
 
-def make_texture(h: int, w: int, base: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def make_texture(
+    h: int, w: int, base: np.ndarray, rng: np.random.Generator, kind: int | None = None
+) -> np.ndarray:
     """A (h, w, 3) float32 fill: solid, stripes, checker, noise or gradient between two shades.
 
-    Always draws the same number of values so callers' streams stay aligned.
+    Always draws the same number of values so callers' streams stay aligned; ``kind`` (0-4)
+    overrides the drawn pattern (the tracking sequences give same-class objects different ones).
     """
-    kind, u1, u2, u3 = int(rng.integers(5)), *rng.random(3)
+    drawn, u1, u2, u3 = int(rng.integers(5)), *rng.random(3)
+    kind = drawn if kind is None else kind
     lighter = u3 < 0.5
     shade = base + (1.0 - base) * (0.35 + 0.4 * u1) if lighter else base * (0.35 + 0.35 * u1)
     noise_grid = rng.random((4, 4)).astype(np.float32)
