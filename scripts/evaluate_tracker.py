@@ -497,29 +497,10 @@ class OurTracker:
         return ids, np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)
 
 
-def make_reid_tracker(cfg: TrackerConfig) -> Any:
-    """Our tracker with re-identification: the one place to point at the final ReID API.
-
-    The pipeline builds its tracker from ``TrackerConfig``; with ``reid_enabled=True`` that is
-    the ReID tracker. Until that tracker is merged, ``ByteTracker`` ignores the reid_* fields,
-    so "ours-reid" runs as ByteTrack (a run warns).
-    """
-    reid_cfg = cfg.replace(reid_enabled=True)
-    factory = _reid_factory()
-    if factory is None:
-        print("warning: no ReID tracker in yolov8_trt_ros.core.tracking yet: ours-reid = ByteTrack")
-        return ByteTracker(reid_cfg)
-    return factory(reid_cfg)
-
-
-def _reid_factory() -> Callable[[TrackerConfig], Any] | None:
-    """The ReID tracker's constructor where this tree has one (see :func:`make_reid_tracker`)."""
-    from yolov8_trt_ros.core import tracking
-
-    factory: Callable[[TrackerConfig], Any] | None = getattr(tracking, "create_tracker", None) or getattr(
-        tracking, "ReidTracker", None
-    )
-    return factory
+def make_reid_tracker(cfg: TrackerConfig) -> ByteTracker:
+    """Our tracker with re-identification: the pipeline's ``ByteTracker`` with ``reid_enabled``
+    (appearance fusion and the lost-track gallery; ``docs/tracking.md``)."""
+    return ByteTracker(cfg.replace(reid_enabled=True))
 
 
 class OurReidTracker(OurTracker):
@@ -853,11 +834,6 @@ def main(argv: list[str] | None = None) -> int:
             f"- Sequences: {source}\n- Tracker config: `{cfg.to_dict()}`\n"
             f"- Detections: {det_source}\n"
             + (f"- Skipped (no embeddings with the detections): {', '.join(skipped)}\n" if skipped else "")
-            + (
-                "- **ours-reid ran as ByteTrack**: no ReID tracker in this tree\n"
-                if "ours-reid" in trackers and _reid_factory() is None
-                else ""
-            )
             + "- Wrong merges (WM): track ids matched (IoU >= 0.5) to two or more ground-truth identities\n\n"
             + overall_table(result)
             + "\n"
