@@ -56,7 +56,7 @@ def make_pipeline(args: argparse.Namespace, reid: bool) -> Pipeline:
     else:
         from yolov8_trt_ros.core.backends.factory import create_backend
 
-        backend = create_backend(cfg.engine, cfg.postprocess)
+        backend = create_backend(cfg.engine, cfg.postprocess, embeddings=reid)
     return Pipeline(cfg, backend, Profiler(window=100_000))
 
 

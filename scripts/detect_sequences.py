@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg.engine = EngineConfig(backend=args.backend, model_path=args.model, precision=args.precision)
     cfg.postprocess = cfg.postprocess.replace(conf_threshold=args.conf, iou_threshold=args.iou)
     cfg.tracker = TrackerConfig(enabled=False)
-    pipeline = Pipeline.create(cfg)
+    pipeline = Pipeline.create(cfg, embeddings=True)
     args.out.mkdir(parents=True, exist_ok=True)
     try:
         for seq_dir in find_sequences(args.sequences):

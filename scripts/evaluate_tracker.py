@@ -363,7 +363,7 @@ def detect_with_model(seq: Sequence, model: str, conf: float = 0.1) -> list[Dete
     cfg.engine = EngineConfig(backend="onnxruntime", model_path=model, precision="fp32")
     cfg.postprocess = cfg.postprocess.replace(conf_threshold=conf)
     cfg.tracker = TrackerConfig(enabled=False)
-    pipeline = Pipeline.create(cfg)
+    pipeline = Pipeline.create(cfg, embeddings=True)
     out = []
     try:
         for frame in range(1, seq.n_frames + 1):

@@ -54,11 +54,11 @@ def test_auto_falls_back_when_a_faster_backend_fails_to_load(monkeypatch: pytest
     real_builder = factory._builder
 
     def builder(name: str):
-        def build(engine: EngineConfig, post: PostprocessConfig):
+        def build(engine: EngineConfig, post: PostprocessConfig, embeddings: bool):
             tried.append(name)
             if name != "onnxruntime":
                 raise BackendError(f"{name} engine build failed")
-            return real_builder(name)(engine, post)
+            return real_builder(name)(engine, post, embeddings)
 
         return build
 

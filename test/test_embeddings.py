@@ -172,7 +172,7 @@ def test_embeddings_of_kept_detections_match_ultralytics_on_a_synthetic_image():
     cfg.engine = EngineConfig(backend="onnxruntime", model_path=str(MODEL))
     cfg.postprocess = cfg.postprocess.replace(conf_threshold=0.25, iou_threshold=0.45)
     cfg.tracker = TrackerConfig(enabled=False)
-    pipeline = Pipeline.create(cfg)
+    pipeline = Pipeline.create(cfg, embeddings=True)
     try:
         x, (lb,) = pipeline.preprocessor([image], ["bgr8"])
         (result,) = pipeline.process([image], ["bgr8"])
@@ -306,7 +306,7 @@ def test_model_without_the_output_gives_none_and_the_same_detections(tmp_path):
         cfg = PipelineConfig.default()
         cfg.engine = EngineConfig(backend="onnxruntime", model_path=str(path), max_batch_size=2)
         cfg.tracker = TrackerConfig(enabled=True)
-        pipeline = Pipeline.create(cfg)
+        pipeline = Pipeline.create(cfg, embeddings=True)
         try:
             results[name] = pipeline.process(images, ["bgr8", "bgr8"], streams=["a", "b"])
             raw = pipeline.backend.infer(np.zeros((1, 3, 640, 640), np.float32))

@@ -431,3 +431,16 @@ def test_an_engine_built_at_the_lowest_threshold_lets_every_class_threshold_act(
         "tracker",
         "node",
     }
+
+
+def test_reid_on_is_refused_while_the_loaded_engine_returns_no_embeddings():
+    from yolov8_trt_ros.ros.parameters import PARAMS, check_change
+
+    values = {p.name: p.default for p in PARAMS}
+    on = {"reid.enabled": True}
+    reason = check_change(values, on, state="active", class_names=NAMES, engine_embeddings=False)
+    assert reason is not None and "configure" in reason
+    assert check_change(values, on, state="active", class_names=NAMES, engine_embeddings=True) is None
+    assert check_change(values, on, state="unconfigured", class_names=None, engine_embeddings=None) is None
+    off = {"reid.enabled": False}
+    assert check_change(values, off, state="active", class_names=NAMES, engine_embeddings=False) is None

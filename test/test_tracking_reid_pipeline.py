@@ -23,7 +23,7 @@ def test_reid_switch_at_run_time_keeps_every_streams_tracks():
     frames = list(iter_frames("synthetic:0", synthetic_frames=12))
     cfg = PipelineConfig.default()
     cfg.engine = EngineConfig(backend="onnxruntime", model_path=str(MODEL), num_threads=1)
-    pipeline = Pipeline.create(cfg)
+    pipeline = Pipeline.create(cfg, embeddings=True)
     off = pipeline.tracker_cfg
     on = dataclasses.replace(off, reid_enabled=True)
     ids: list[set[int]] = []
@@ -44,3 +44,21 @@ def test_reid_switch_at_run_time_keeps_every_streams_tracks():
         pipeline.close()
     # Ids survive both switches: the tracks seen before them are still followed after them.
     assert ids[3] and ids[3] & ids[4] and ids[7] & ids[8]
+
+
+def test_embeddings_are_computed_only_for_reidentification():
+    """The backend returns embeddings when the tracker's ReID is on at creation, not otherwise:
+    they cost device time (and with TensorRT another NMS layer) that nobody else reads."""
+    image = next(iter(iter_frames("synthetic:0", synthetic_frames=1)))
+    for reid in (False, True):
+        cfg = PipelineConfig.default()
+        cfg.engine = EngineConfig(backend="onnxruntime", model_path=str(MODEL), num_threads=1)
+        cfg.tracker = dataclasses.replace(cfg.tracker, reid_enabled=reid)
+        pipeline = Pipeline.create(cfg)
+        try:
+            (result,) = pipeline.process([image], ["bgr8"])
+            assert len(result.detections) > 0
+            assert (result.detections.embeddings is not None) == reid
+            assert bool(pipeline.backend.embedding_dim) == reid  # type: ignore[attr-defined]
+        finally:
+            pipeline.close()

@@ -151,8 +151,14 @@ class Pipeline:
         self._lock = threading.Lock()
 
     @classmethod
-    def create(cls, cfg: PipelineConfig, profiler: Profiler | None = None) -> Pipeline:
+    def create(
+        cls, cfg: PipelineConfig, profiler: Profiler | None = None, embeddings: bool | None = None
+    ) -> Pipeline:
         """Load the backend named by ``cfg.engine`` (``auto`` picks the best available).
+
+        ``embeddings`` (default: whether ``cfg.tracker.reid_enabled``): the backend returns each
+        detection's appearance embedding; they cost device time, so only re-identification (or
+        a caller that records them) asks for them.
 
         If a later stage fails to build, the backend is closed before the error propagates: a
         configure retried after such a failure must not leak an engine and its GPU memory.
@@ -161,7 +167,8 @@ class Pipeline:
 
         # An engine with NMS inside keeps candidates down to the lowest threshold any class needs.
         engine_post = cfg.postprocess.replace(conf_threshold=lowest_threshold(cfg.postprocess, cfg.filters))
-        backend = create_backend(cfg.engine, engine_post)
+        wanted = cfg.tracker.reid_enabled if embeddings is None else embeddings
+        backend = create_backend(cfg.engine, engine_post, embeddings=wanted)
         try:
             pipeline = cls(cfg, backend, profiler)
         except BaseException:

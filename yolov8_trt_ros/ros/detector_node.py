@@ -456,8 +456,14 @@ class YoloDetectorNode(LifecycleNode):
             state=self._state,
             class_names=self._class_names if self.pipeline is not None else None,
             engine_nms=self._engine_nms,
+            engine_embeddings=self._engine_embeddings(),
         )
         return SetParametersResult(successful=reason is None, reason=reason or "")
+
+    def _engine_embeddings(self) -> bool | None:
+        """Whether the loaded engine returns embeddings (None: no engine loaded)."""
+        pipeline = self.pipeline
+        return None if pipeline is None else bool(getattr(pipeline.backend, "embedding_dim", 0))
 
     def _apply_parameters(self, params: list[Parameter]) -> None:
         values = current_values(self)

@@ -680,12 +680,14 @@ def check_change(
     state: str,
     class_names: Sequence[str] | None,
     engine_nms: EngineNms | None = None,
+    engine_embeddings: bool | None = None,
 ) -> str | None:
     """Why a parameter change must be refused, or None: the whole check of a set-parameters callback.
 
     ``state`` is the lifecycle state label (``unconfigured``, ``configuring``, ``inactive``, ``active``);
     ``class_names`` the served classes once configured (else None); ``engine_nms`` the loaded
-    engine's built-in NMS settings (None without in-engine NMS or engine). Only the changed
+    engine's built-in NMS settings (None without in-engine NMS or engine); ``engine_embeddings``
+    whether the loaded engine returns embeddings (None: no engine). Only the changed
     parameters are judged against the engine, so a setting the engine was built with never
     blocks an unrelated change.
     """
@@ -702,6 +704,12 @@ def check_change(
             )
         if spec.reactivate and state == "active":
             return f"{name} applies when the node activates: deactivate, set it, then activate again"
+    if changes.get("reid.enabled") is True and engine_embeddings is False:
+        return (
+            "reid.enabled needs the model's embeddings, which the engine computes only when "
+            "re-identification is on at configure: deactivate and clean up the node, set it, "
+            "then configure again"
+        )
     values = {**current, **changes}
     try:
         cfg, _ = validate_values(values, class_names)

@@ -43,7 +43,9 @@ def _select_model(cfg: EngineConfig) -> tuple[Path, str]:
 class OnnxRuntimeBackend:
     """:class:`~yolov8_trt_ros.core.backends.base.Backend` on ONNX Runtime's CPU provider."""
 
-    def __init__(self, cfg: EngineConfig) -> None:
+    def __init__(self, cfg: EngineConfig, embeddings: bool = True) -> None:
+        """``embeddings``: fetch the model's embeddings output where it has one (False: the
+        head alone, as re-identification off needs)."""
         import onnxruntime as ort
 
         path, note = _select_model(cfg)
@@ -70,8 +72,10 @@ class OnnxRuntimeBackend:
         except Exception as exc:  # ORT raises its own pybind exception types for every failure
             raise BackendError(f"ONNX Runtime cannot load {path}: {exc}") from exc
         self._outputs = [self.model.output_name]
-        if self.model.embedding_output is not None:
+        if embeddings and self.model.embedding_output is not None:
             self._outputs.append(self.model.embedding_output)
+        #: Appearance embedding size D this backend returns, 0 when it returns none.
+        self.embedding_dim = (self.model.embedding_dim or 0) if len(self._outputs) > 1 else 0
         self._dtype = np.float16 if self.model.input_fp16 else np.float32
         self._chunk = self.model.fixed_batch  # None: any batch in one run
         self.class_names: list[str] = list(self.model.class_names)
@@ -86,7 +90,7 @@ class OnnxRuntimeBackend:
             has_nms=False,
             input_fp16=self.model.input_fp16,
             detail=f"onnxruntime {ort.__version__} CPU, {path.name}, threads={cfg.num_threads or 'auto'}"
-            + (f", embeddings D={self.model.embedding_dim}" if self.model.embedding_dim else ""),
+            + (f", embeddings D={self.embedding_dim}" if self.embedding_dim else ""),
             class_names=self.model.class_names,
         )
 

@@ -28,8 +28,12 @@ from yolov8_trt_ros.core.engine_cache import EngineKey
 class BuildPlan:
     """What to build: which ONNX, at what precision, with which calibrator and cache key."""
 
-    def __init__(self, cfg: EngineConfig, post: PostprocessConfig, builder: trt.Builder) -> None:
+    def __init__(
+        self, cfg: EngineConfig, post: PostprocessConfig, builder: trt.Builder, embeddings: bool = True
+    ) -> None:
         self.cfg, self.post = cfg, post
+        #: Keep the model's ``embeddings`` output (re-identification wants it); else unmarked.
+        self.embeddings = embeddings
         fp32_model = read_model_info(cfg.model_path)
         model = fp32_model
         precision = cfg.precision
@@ -98,6 +102,8 @@ class BuildPlan:
             options["calibration_key"] = hashlib.sha256(
                 json.dumps(key.as_dict(), sort_keys=True).encode()
             ).hexdigest()
+        if not self.embeddings and self.model.embedding_dim:
+            options["embeddings"] = False  # the same model built without its embeddings output
         if self.cfg.end2end_nms:
             options["nms"] = {
                 "conf": self.post.conf_threshold,
@@ -149,6 +155,9 @@ def build_engine(plan: BuildPlan, builder: trt.Builder) -> bytes:
     image = network.get_input(0)
     if plan.input_fp16:
         image.dtype = trt.float16
+    outputs = {network.get_output(i).name for i in range(network.num_outputs)}
+    if not plan.embeddings and EMBEDDINGS_OUTPUT in outputs:  # nobody reads them: not computed
+        network.unmark_output(network_output(network, EMBEDDINGS_OUTPUT))
     if plan.cfg.end2end_nms:
         _append_detection_end(network, plan)
     config = builder.create_builder_config()

@@ -58,12 +58,14 @@ def _pending_output(views: dict[str, np.ndarray], batch: int, raw_name: str | No
 class TensorRTBackend:
     """:class:`~yolov8_trt_ros.core.backends.base.Backend` on a TensorRT engine (built or cached)."""
 
-    def __init__(self, cfg: EngineConfig, post: PostprocessConfig) -> None:
+    def __init__(self, cfg: EngineConfig, post: PostprocessConfig, embeddings: bool = True) -> None:
+        """``embeddings``: build with the model's embeddings output (where it has one); off, the
+        engine is the plain detector (EfficientNMS_TRT), as re-identification off needs."""
         cuda(cudart.cudaSetDevice(cfg.device_id))
         self._device_id = cfg.device_id
         gpu_name, capability = gpu_identity(cfg.device_id)
         builder = trt.Builder(TRT_LOGGER)
-        plan = BuildPlan(cfg, post, builder)
+        plan = BuildPlan(cfg, post, builder, embeddings)
         cache = EngineCache(cfg.engine_cache_dir)
         stem = Path(plan.model.path).stem
         key = plan.engine_key(gpu_name, capability)
