@@ -72,10 +72,13 @@ class FrameSlots:
         return stream in self._items
 
     # --- consumer side ----------------------------------------------------------------
-    def take_batch(self, max_batch: int, timeout: float, fill_timeout: float = 0.0) -> list[Frame]:
+    def take_batch(
+        self, max_batch: int, timeout: float, fill_timeout: float = 0.0, notify: bool = True
+    ) -> list[Frame]:
         """Wait up to ``timeout`` for a frame, then up to ``fill_timeout`` for the other live streams.
 
         Returns at most ``max_batch`` frames, in stream order; empty on timeout or when closed.
+        ``notify=False`` leaves calling ``on_taken`` to the caller (:meth:`notify_taken`).
         """
         with self._cond:
             if not self._items and not self._closed:
@@ -90,10 +93,11 @@ class FrameSlots:
                         break
                     self._cond.wait(left)
             taken = self._take(max_batch)
-        self._taken()
+        if notify:
+            self.notify_taken()
         return taken
 
-    def take_full(self, max_batch: int) -> list[Frame]:
+    def take_full(self, max_batch: int, notify: bool = True) -> list[Frame]:
         """The waiting frames if they already make a full batch (no waiting), else nothing.
 
         For the worker while a batch is in flight: it launches the next only if that batch
@@ -104,10 +108,12 @@ class FrameSlots:
             if self._closed or not self._items or not self._full(max_batch):
                 return []
             taken = self._take(max_batch)
-        self._taken()
+        if notify:
+            self.notify_taken()
         return taken
 
-    def _taken(self) -> None:
+    def notify_taken(self) -> None:
+        """Call ``on_taken``: the slots emptied by the last take may be refilled."""
         if self._on_taken is not None:
             self._on_taken()
 

@@ -100,10 +100,19 @@ class InferenceWorker:
         pending: tuple[list[DecodedFrame], InFlight] | None = None
         while not self._stop.is_set():
             if pending is None:
-                frames = self._slots.take_batch(cfg.max_batch, cfg.idle_poll_s, cfg.fill_timeout_s)
+                frames = self._slots.take_batch(
+                    cfg.max_batch, cfg.idle_poll_s, cfg.fill_timeout_s, notify=False
+                )
             else:
-                frames = self._slots.take_full(cfg.max_batch)
-            launched = self._launch(frames, lanes.take()) if frames else None
+                frames = self._slots.take_full(cfg.max_batch, notify=False)
+            launched = None
+            if frames:
+                launched = self._launch(frames, lanes.take())
+                # Freed slots are announced only now that the batch is on the GPU: the node's
+                # executor then takes the next frame (a Python wait-set rebuild and, for a big
+                # frame, a copy under the GIL) while this thread waits for the device, not
+                # beside the preprocessing, which needs the GIL too.
+                self._slots.notify_taken()
             if pending is not None:
                 self._finish(*pending)
             pending = launched
