@@ -108,6 +108,32 @@ def _associate(
 
 
 @jit
+def _mark_tracked(
+    r: int,
+    d: int,
+    cls: I32,
+    score: F32,
+    state: I8,
+    activated: B,
+    last: I64,
+    det_of: I64,
+    scores: F32,
+    classes: I32,
+    frame: int,
+    class_aware: bool,
+) -> None:
+    """Track ``r`` took detection ``d`` this frame: (again) tracked and confirmed, its score,
+    class (unless class-aware) and detection recorded (its Kalman state is the caller's)."""
+    score[r] = scores[d]
+    if not class_aware:
+        cls[r] = classes[d]
+    state[r] = TRACKED
+    activated[r] = True
+    last[r] = frame
+    det_of[r] = d
+
+
+@jit
 def _apply_matches(
     rows: I64,
     match: I64,
@@ -132,13 +158,9 @@ def _apply_matches(
         if match[i] >= 0:
             r, d = rows[i], dets[match[i]]
             update_track(mean, cov, r, _xyah(boxes, d), noise)
-            score[r] = scores[d]
-            if not class_aware:
-                cls[r] = classes[d]
-            state[r] = TRACKED
-            activated[r] = True
-            last[r] = frame
-            det_of[r] = d
+            _mark_tracked(
+                r, d, cls, score, state, activated, last, det_of, scores, classes, frame, class_aware
+            )
 
 
 @jit
@@ -363,13 +385,9 @@ def frame_step(
             if g[i] >= 0:
                 r, d = gallery[i], free[g[i]]
                 initiate_track(mean, cov, r, _xyah(boxes, d), noise)
-                score[r] = scores[d]
-                if not class_aware:
-                    cls[r] = classes[d]
-                state[r] = TRACKED
-                activated[r] = True
-                last[r] = frame
-                det_of[r] = d
+                _mark_tracked(
+                    r, d, cls, score, state, activated, last, det_of, scores, classes, frame, class_aware
+                )
                 smooth_embedding(emb, emb_ok, r, det_emb, d, alpha)
                 taken[d] = True
 
