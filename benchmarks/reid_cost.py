@@ -14,19 +14,18 @@ test model. Two pipelines share nothing but the frames:
   with appearance fusion and the lost-track gallery.
 
 Each mode runs ``Pipeline.process`` (one frame at a time, what the node does per message) and
-``process_stream``; the modes alternate in ``--rounds`` rounds so drift (clocks, other load)
-falls on both alike. Reported: medians over all rounds of the per-frame time, the difference
-(reid - motion), and the host stage medians of the tracker.
+``process_stream``, measured by ``pipeline_gpu.py``'s own ``bench_process`` / ``bench_stream``;
+the modes alternate in ``--rounds`` rounds so drift (clocks, other load) falls on both alike.
+Reported: the median over rounds of each round's per-frame median, the difference
+(reid - motion), and the same for the tracker's host stage median.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import statistics
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from pipeline_gpu import DEFAULT_FRAMES, batch_cycle, take  # noqa: E402
+from pipeline_gpu import DEFAULT_FRAMES, batch_cycle, bench_process, bench_stream  # noqa: E402
 
 from yolov8_trt_ros.core.config import EngineConfig, TrackerConfig  # noqa: E402
 from yolov8_trt_ros.core.machine import describe_machine  # noqa: E402
@@ -60,33 +59,6 @@ def make_pipeline(args: argparse.Namespace, reid: bool) -> Pipeline:
     return Pipeline(cfg, backend, Profiler(window=100_000))
 
 
-def timed(
-    pipe: Pipeline, batches: list[Any], args: argparse.Namespace, stream: bool, tracking: list[float]
-) -> list[float]:
-    """Per-frame seconds of ``iters`` frames after ``warmup`` (the tracker restarted first);
-    the tracker stage's samples of those frames are appended to ``tracking``."""
-    pipe.reset_tracker()
-    times = []
-    if stream:
-        stamps = []
-        for k, _ in enumerate(pipe.process_stream(take(batches, args.warmup + args.iters))):
-            if k == args.warmup - 1:
-                pipe.profiler.reset()
-            if k >= args.warmup - 1:
-                stamps.append(time.perf_counter())
-        times = [b - a for a, b in itertools.pairwise(stamps)]
-    else:
-        for k, (images, encodings) in enumerate(take(batches, args.warmup + args.iters)):
-            if k == args.warmup:
-                pipe.profiler.reset()
-            t = time.perf_counter()
-            pipe.process(images, encodings)
-            if k >= args.warmup:
-                times.append(time.perf_counter() - t)
-    tracking.extend(pipe.profiler.samples("tracking").tolist())
-    return times
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--backend", default="cuda", choices=["cuda", "onnxruntime"])
@@ -96,6 +68,7 @@ def main() -> int:
     ap.add_argument("--max-frames", type=int, default=300)
     ap.add_argument("--iters", type=int, default=300)
     ap.add_argument("--warmup", type=int, default=30)
+    ap.add_argument("--chunk", type=int, default=10, help="frames per timed chunk of process_stream")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--markdown", type=Path)
@@ -103,17 +76,21 @@ def main() -> int:
     frames = read_frames(str(args.frames_dir), args.max_frames)
     batches = batch_cycle(frames, 1)
     pipes = {"motion": make_pipeline(args, False), "reid": make_pipeline(args, True)}
-    times: dict[str, list[float]] = {f"{m} {k}": [] for m in pipes for k in ("process", "stream")}
-    objects: dict[str, float] = {}
-    track_samples: dict[str, list[float]] = {m: [] for m in pipes}
+    # Per round and mode: pipeline_gpu's own measurements (per-frame medians, host stage medians).
+    rounds: dict[str, list[float]] = {f"{m} {k}": [] for m in pipes for k in ("process", "stream")}
+    track_rounds: dict[str, list[float]] = {m: [] for m in pipes}
     for _ in range(args.rounds):
         for mode, pipe in pipes.items():
-            times[f"{mode} process"] += timed(pipe, batches, args, False, track_samples[mode])
-            times[f"{mode} stream"] += timed(pipe, batches, args, True, track_samples[mode])
+            for kind, bench in (("process", bench_process), ("stream", bench_stream)):
+                pipe.reset_tracker()
+                row = bench(pipe, batches, args, 1)
+                rounds[f"{mode} {kind}"].append(row["per_frame_ms"])
+                track_rounds[mode].append(row["host_stages_ms"]["tracking"])
+    objects: dict[str, float] = {}
     for mode, pipe in pipes.items():
         objects[mode] = statistics.mean(len(pipe.process([f], ["bgr8"])[0].detections) for f in frames[:50])
-    tracking = {m: round(statistics.median(v), 4) for m, v in track_samples.items()}  # already ms
-    med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+    tracking = {m: round(statistics.median(v), 4) for m, v in track_rounds.items()}
+    med = {k: statistics.median(v) for k, v in rounds.items()}
     result = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": describe_machine(),
@@ -125,7 +102,7 @@ def main() -> int:
             k: round(med[f"reid {k}"] - med[f"motion {k}"], 4) for k in ("process", "stream")
         },
         "tracking_stage_median_ms": tracking,
-        "frames_per_mode": len(times["motion process"]),
+        "frames_per_mode": args.iters * args.rounds,
     }
     print(json.dumps(result, indent=2))
     if args.json:
