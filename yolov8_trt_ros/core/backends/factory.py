@@ -96,8 +96,8 @@ def create_backend(engine: EngineConfig, post: PostprocessConfig, embeddings: bo
     GPU NMS (its sizes; the thresholds can change later); ONNX Runtime returns the raw head.
     ``embeddings``: return each detection's appearance embedding (the model's ``embeddings``
     output; the CUDA backend computes it from the weights). Only re-identification reads them,
-    and they cost device time (0.19 ms per frame on the H100's CUDA backend) and, with TensorRT,
-    a different NMS layer, so they are off unless asked for.
+    and they cost device time (up to 0.19 ms per frame measured on the H100's CUDA backend) and,
+    with TensorRT, a different NMS layer, so they are off unless asked for.
     """
     if engine.backend != "auto":
         reason = available_backends().get(engine.backend, f"unknown backend {engine.backend!r}")
