@@ -59,6 +59,6 @@ def test_embeddings_are_computed_only_for_reidentification():
             (result,) = pipeline.process([image], ["bgr8"])
             assert len(result.detections) > 0
             assert (result.detections.embeddings is not None) == reid
-            assert bool(pipeline.backend.embedding_dim) == reid  # type: ignore[attr-defined]
+            assert bool(pipeline.backend.embedding_dim) == reid
         finally:
             pipeline.close()

@@ -463,7 +463,7 @@ class YoloDetectorNode(LifecycleNode):
     def _engine_embeddings(self) -> bool | None:
         """Whether the loaded engine returns embeddings (None: no engine loaded)."""
         pipeline = self.pipeline
-        return None if pipeline is None else bool(getattr(pipeline.backend, "embedding_dim", 0))
+        return None if pipeline is None else bool(pipeline.backend.embedding_dim)
 
     def _apply_parameters(self, params: list[Parameter]) -> None:
         values = current_values(self)

@@ -39,6 +39,8 @@ class Backend(Protocol):
     """
 
     info: BackendInfo
+    #: Size D of the appearance embeddings ``infer`` returns with the detections, 0 without any.
+    embedding_dim: int
 
     def infer(self, images: Any) -> EngineOutput: ...
 
