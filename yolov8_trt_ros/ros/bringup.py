@@ -176,7 +176,12 @@ def _progress(
             done_at = done_at or now
             settled = _accounted(detector) >= camera.sent
             if recorder is not None:
-                settled = settled and recorder.frames >= detector.counters["debug_images"]
+                # The last frames' debug images may still be drawn after they count as processed.
+                settled = (
+                    settled
+                    and detector.debug_images_pending == 0
+                    and recorder.frames >= detector.counters["debug_images"]
+                )
             return settled or now - done_at > 5.0
         return False
 

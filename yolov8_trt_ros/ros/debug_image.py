@@ -50,6 +50,7 @@ class DebugImagePublisher:
         self._on_error = on_error
         self._cond = threading.Condition()
         self._waiting: deque[DebugFrame] = deque()
+        self._drawing = False
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="yolov8_debug_image", daemon=True)
         self._thread.start()
@@ -58,6 +59,12 @@ class DebugImagePublisher:
     def wanted(publisher: Any) -> bool:
         """Someone subscribes to this publisher (drawing is skipped otherwise)."""
         return bool(publisher.get_subscription_count() > 0)
+
+    @property
+    def pending(self) -> int:
+        """Frames handed over and not yet published, dropped or failed (a run ending waits for 0)."""
+        with self._cond:
+            return len(self._waiting) + int(self._drawing)
 
     def submit(self, frame: DebugFrame) -> None:
         with self._cond:
@@ -82,6 +89,7 @@ class DebugImagePublisher:
                 if self._stopped:
                     return
                 frame = self._waiting.popleft()
+                self._drawing = True
             try:
                 canvas = conversions.annotate(
                     frame.image, frame.encoding, frame.detections, frame.tracks, frame.names, frame.roi
@@ -90,3 +98,6 @@ class DebugImagePublisher:
                 self._on_published()
             except Exception as exc:  # a drawing error must not end the thread
                 self._on_error(exc)
+            finally:
+                with self._cond:
+                    self._drawing = False

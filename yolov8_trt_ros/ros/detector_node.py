@@ -431,6 +431,11 @@ class YoloDetectorNode(LifecycleNode):
                     )
         self._diag.frame_done(len(frames))
 
+    @property
+    def debug_images_pending(self) -> int:
+        """Debug images handed to the drawing thread and not yet published (0 without one)."""
+        return self._debug.pending if self._debug is not None else 0
+
     def _debug_published(self) -> None:
         self.counters.inc("debug_images")
 
