@@ -441,12 +441,12 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     return info
 
 
-def export(pt: Path, imgsz: int) -> Path:
+def export(pt: Path, onnx_path: Path, imgsz: int) -> Path:
     """ONNX as the test model's (``train_test_model.export_onnx``) plus the embeddings output."""
     from scripts.train_test_model import export_onnx
     from yolov8_trt_ros.core.embeddings import add_embedding_output_file
 
-    onnx_path = pt.with_suffix(".onnx")
+    onnx_path.parent.mkdir(parents=True, exist_ok=True)
     export_onnx(pt, onnx_path, imgsz)
     add_embedding_output_file(onnx_path, onnx_path)
     return onnx_path
@@ -458,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
         "--weights", type=Path, required=True, help="ultralytics YOLOv8 detection checkpoint (.pt)"
     )
     ap.add_argument(
-        "--sequences", type=Path, nargs="+", required=True, help="MOT-layout sequence dirs or their parents"
+        "--sequences", type=Path, nargs="+", default=[], help="MOT-layout sequence dirs or their parents"
     )
     ap.add_argument("--out", type=Path, default=Path("runs/reid_train"))
     ap.add_argument("--name", default="yolov8n_synth_reid")
@@ -499,11 +499,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--export", action="store_true", help="also write OUT/NAME.onnx with the embeddings output"
     )
+    ap.add_argument(
+        "--export-only",
+        action="store_true",
+        help="no training: export --weights (a fine-tuned .pt) to OUT/NAME.onnx",
+    )
     args = ap.parse_args(argv)
+    if args.export_only:
+        print(f"-> {export(args.weights, args.out / f'{args.name}.onnx', 640)}")
+        return 0
+    if not args.sequences:
+        ap.error("--sequences is required for training")
     info = train(args)
     if args.export:
         t0 = time.time()
-        info["onnx"] = str(export(Path(info["checkpoint"]), 640))
+        checkpoint = Path(info["checkpoint"])
+        info["onnx"] = str(export(checkpoint, checkpoint.with_suffix(".onnx"), 640))
         info["export_seconds"] = round(time.time() - t0, 1)
     (args.out / "train_reid.json").write_text(json.dumps(info, indent=1) + "\n")
     print(

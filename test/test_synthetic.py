@@ -295,6 +295,7 @@ def test_manifest_matches_artifacts() -> None:
     man = json.loads((MODEL_DIR / "MANIFEST.json").read_text())
     assert man["sha256"]["pt"] == _sha256(MODEL_DIR / "yolov8n_synth.pt")
     assert man["sha256"]["onnx"] == _sha256(MODEL_DIR / "yolov8n_synth.onnx")
+    assert man["reid_finetune"]["sha256"] == _sha256(MODEL_DIR / "yolov8n_synth_reid.pt")
     assert man["generator"]["version"] == GENERATOR_VERSION
     assert man["classes"] == list(CLASS_NAMES)
     assert man["val_ultralytics_pt"]["mAP50"] >= 0.85
