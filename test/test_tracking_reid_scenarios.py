@@ -95,6 +95,19 @@ def test_object_that_left_the_frame_gets_its_id_back():
     assert plain[5] == before and plain[-10] == -1 and plain[-9] not in (before, -1)
 
 
+def test_a_detection_too_weak_to_start_a_track_revives_nobody():
+    """The gallery asks of a detection what a new track asks (``new_track_thresh``): a box between
+    ``track_thresh`` and that bar, often a false positive, revives no lost track."""
+    frames = leave_and_return(gap=60)
+    back, weak = len(frames) - 10, (REID.track_thresh + REID.new_track_thresh) / 2
+    for f in (back, back + 1):
+        box_, emb, cls, _ = frames[f][0]
+        frames[f][0] = (box_, emb, cls, weak)
+    ids = ids_of_first(REID, frames)
+    assert ids[back] == -1 and ids[back + 1] == -1
+    assert ids[back + 2] == ids[5] > 0  # at full score it is re-found, with its old id
+
+
 def test_gallery_ends_after_reid_buffer():
     """Gone longer than ``max_reid_lost`` frames: the track has ended, a new id starts."""
     cfg = dataclasses.replace(REID, reid_buffer=50)

@@ -377,7 +377,7 @@ def frame_step(
                 gallery[n_gallery] = r
                 n_gallery += 1
         gallery = gallery[:n_gallery]
-        free = high_left[c3 < 0]
+        free = high_left[(c3 < 0) & (scores[high_left] >= t_new)]  # the bar a new track must pass
         g = refind(
             gallery, free, n, emb, emb_ok, det_emb, det_ok, cls, classes, class_aware, params[P_GALLERY]
         )

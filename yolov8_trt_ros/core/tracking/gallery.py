@@ -4,8 +4,9 @@ ByteTrack re-finds a lost track only where its Kalman prediction overlaps a dete
 for ``track_buffer`` frames. An object that left the frame, or was hidden long enough for the
 prediction to drift, comes back under a new id. With re-identification on, a lost track with an
 embedding stays in a *gallery* for up to ``max_reid_lost`` frames, and after the motion
-associations the high-score detections nobody took are matched against the gallery by cosine
-distance alone, before any of them may start a new track. The re-found track keeps its id; the
+associations the detections nobody took that score at least ``new_track_thresh`` (the bar a
+new track must pass; weaker boxes are often false detections) are matched against the gallery
+by cosine distance alone, before any of them may start a new track. The re-found track keeps its id; the
 caller re-initiates its Kalman state at the new box (its old velocity says nothing about where
 it reappears).
 
