@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The one command run on the GPU machine for the ReID fine-tune (benchmarks/tracking.md): install the
 # carried ultralytics wheels (.whl/bench), render training sequences and unlabelled detection-set
-# images (for the distillation) from seed 1 (the evaluation sequences are seed 0), fine-tune the test model with scripts/train_reid.py, export the ONNX with
-# the embeddings output; .pt, .onnx, train_reid.json and the logs land in $OUT.
+# images (for the distillation) from seed 1 (the evaluation sequences are seed 0), fine-tune the
+# test model with scripts/train_reid.py, export the ONNX with the embeddings output; .pt, .onnx,
+# train_reid.json and the logs land in $OUT.
 #
 #   MINUTES=4.5 bash scripts/device_train_reid.sh [train_reid.py options]   # carry .whl/bench
 set -euo pipefail
