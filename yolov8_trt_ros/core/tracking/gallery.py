@@ -6,9 +6,9 @@ prediction to drift, comes back under a new id. With re-identification on, a los
 embedding stays in a *gallery* for up to ``max_reid_lost`` frames, and after the motion
 associations the detections nobody took that score at least ``new_track_thresh`` (the bar a
 new track must pass; weaker boxes are often false detections) are matched against the gallery
-by cosine distance alone, before any of them may start a new track. The re-found track keeps its id; the
-caller re-initiates its Kalman state at the new box (its old velocity says nothing about where
-it reappears).
+by cosine distance alone, before any of them may start a new track. The re-found track keeps
+its id; the caller re-initiates its Kalman state at the new box (its old velocity says nothing
+about where it reappears).
 
 Wrong merges (two objects under one id) cost more than a missed re-find (a new id, ByteTrack's
 behaviour), so a match must pass three tests:
