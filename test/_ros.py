@@ -154,9 +154,10 @@ class Probe:
         self._set = self.node.create_client(SetParameters, f"/{target}/set_parameters")
 
     def wait_for_node(self, timeout: float = 60.0) -> None:
-        ok = spin_until(
-            self.executor, lambda: self._change.service_is_ready() and self._set.service_is_ready(), timeout
-        )
+        # Every client the probe calls: a request sent before discovery has matched the service's
+        # reader and writer can be lost, and its call then waits out the whole timeout.
+        clients = (self._change, self._get, self._set)
+        ok = spin_until(self.executor, lambda: all(c.service_is_ready() for c in clients), timeout)
         assert ok, f"node {self.target} did not come up"
 
     def _call(self, client: Any, request: Any, timeout: float = 120.0) -> Any:
