@@ -68,3 +68,36 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     inter = np.prod(np.clip(rb - lt, 0, None), axis=-1)
     area = lambda x: np.prod(x[:, 2:] - x[:, :2], axis=-1)  # noqa: E731
     return inter / (area(a)[:, None] + area(b)[None, :] - inter)
+
+
+def with_projection(model_path: Path, out_dir: Path, projection: np.ndarray) -> Path:
+    """A copy of a model that has the ``embeddings`` output (and its ``.pt`` beside it, for the
+    CUDA backend) whose output is rebuilt with the learned ``projection``."""
+    import shutil
+
+    import onnx
+
+    from yolov8_trt_ros.core.embeddings import META_EMBEDDINGS, add_embedding_output
+
+    model = onnx.load(str(model_path))
+    graph = model.graph
+    keep_nodes = [n for n in graph.node if not n.name.startswith("/embeddings/")]
+    keep_inits = [i for i in graph.initializer if not i.name.startswith("/embeddings/")]
+    keep_outputs = [o for o in graph.output if o.name != EMBEDDINGS_OUTPUT]
+    keep_meta = [(p.key, p.value) for p in model.metadata_props if p.key != META_EMBEDDINGS]
+    for field, kept in (
+        (graph.node, keep_nodes),
+        (graph.initializer, keep_inits),
+        (graph.output, keep_outputs),
+    ):
+        del field[:]
+        field.extend(kept)
+    del model.metadata_props[:]
+    for key, value in keep_meta:
+        model.metadata_props.add(key=key, value=value)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / model_path.name
+    out.write_bytes(add_embedding_output(model, projection).SerializeToString())
+    if model_path.with_suffix(".pt").is_file():
+        shutil.copyfile(model_path.with_suffix(".pt"), out.with_suffix(".pt"))
+    return out

@@ -19,9 +19,11 @@ from yolov8_trt_ros.core.config import FilterConfig, PostprocessConfig
 from yolov8_trt_ros.core.embeddings import (
     EMBEDDINGS_OUTPUT,
     META_EMBEDDINGS,
+    PROJECTION,
     EmbeddingGraphError,
     add_embedding_output,
     embedding_dim,
+    embedding_projection,
     main,
 )
 from yolov8_trt_ros.core.types import Detections, EngineOutput, Letterbox
@@ -153,6 +155,41 @@ def test_surgery_on_a_fresh_export_matches_ultralytics_at_every_anchor():
     _, feats = _ultralytics_feats(yaml_torch_model(), x)
     ref = _reference_per_anchor(feats, 2, anchors)
     assert _cosine(emb.transpose(0, 2, 1), ref).min() >= 0.999
+
+
+def test_projection_maps_the_reduction_before_the_normalisation(tmp_path):
+    """A learned [D, D] map (fit_reid_projection.py): output0 unchanged, embeddings
+    normalize(reduction @ W) at every anchor, W readable back from the graph; the CLI takes it."""
+    import onnx
+
+    from _yolo_models import TEST_IMGSZ, yaml_onnx, yaml_torch_model
+
+    path = yaml_onnx()
+    rng = np.random.default_rng()
+    w = rng.standard_normal((64, 64)).astype(np.float32)
+    model = add_embedding_output(onnx.load(str(path)), w)
+    np.testing.assert_array_equal(embedding_projection(model), w)
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(meta[META_EMBEDDINGS])["projection"] == PROJECTION
+    x = rng.random((2, 3, TEST_IMGSZ, TEST_IMGSZ), dtype=np.float32)
+    (before,) = _session(path).run(["output0"], {"images": x})
+    after, emb = _session(model.SerializeToString()).run(["output0", EMBEDDINGS_OUTPUT], {"images": x})
+    assert np.array_equal(before, after)
+    anchors = emb.shape[2]
+    _, feats = _ultralytics_feats(yaml_torch_model(), x)
+    ref = _reference_per_anchor(feats, 2, anchors) @ w  # normalising first only rescales
+    assert _cosine(emb.transpose(0, 2, 1), ref).min() >= 0.999
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    assert embedding_projection(add_embedding_output(onnx.load(str(path)))) is None
+    with pytest.raises(EmbeddingGraphError, match=r"projection of shape \(64, 32\)"):
+        add_embedding_output(onnx.load(str(path)), w[:, :32])
+    np.save(tmp_path / "w.npy", w)
+    out = tmp_path / "projected.onnx"
+    assert main([str(path), "-o", str(out), "--projection", str(tmp_path / "w.npy")]) == 0
+    np.testing.assert_array_equal(embedding_projection(_load(out)), w)
+    np.save(tmp_path / "bad.npy", w[:8])
+    assert main([str(path), "-o", str(tmp_path / "bad.onnx"), "--projection", str(tmp_path / "bad.npy")]) == 2
+    assert not (tmp_path / "bad.onnx").exists()
 
 
 @pytest.mark.skipif(not PT.is_file(), reason="models/test not present")

@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from _embedding_refs import iou_matrix, numpy_anchor_embeddings, onnxruntime_detections, synthetic_batch
+from _embedding_refs import (
+    iou_matrix,
+    numpy_anchor_embeddings,
+    onnxruntime_detections,
+    synthetic_batch,
+    with_projection,
+)
 
 from yolov8_trt_ros.core.backends.cuda_backend import (
     EMBEDDINGS_OUTPUT,
@@ -91,6 +97,16 @@ def test_anchor_embeddings_match_numpy_and_ultralytics(seed: int) -> None:
     theirs = DetectionPredictor.get_obj_feats([torch.from_numpy(f) for f in feats], idx)
     ref = torch.nn.functional.normalize(torch.stack(theirs), dim=-1)
     torch.testing.assert_close(got, ref, rtol=0, atol=1e-6)
+
+
+def test_anchor_embeddings_apply_the_projection_before_normalising() -> None:
+    rng = np.random.default_rng()
+    feats = _feature_maps(rng, 2)
+    w = rng.standard_normal((64, 64)).astype(np.float32)
+    got = anchor_embeddings([torch.from_numpy(f) for f in feats], torch.from_numpy(w)).numpy()
+    ref = numpy_anchor_embeddings(feats).astype(np.float64) @ w  # normalising first only rescales
+    ref /= np.linalg.norm(ref, axis=-1, keepdims=True)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=2e-5)
 
 
 def test_anchor_embeddings_refuse_channels_that_do_not_group() -> None:
@@ -332,6 +348,30 @@ def test_cuda_end_to_end_embeddings_are_the_kept_anchors_rows(graph: bool) -> No
     assert total > 0
     e2e.close()
     raw.close()
+
+
+@pytest.mark.gpu
+def test_cuda_backend_applies_the_projection_the_onnx_carries(tmp_path: Path) -> None:
+    """A model whose embeddings carry a learned map: the CUDA backend reads it from the ONNX and
+    its per-anchor embeddings are ONNX Runtime's (FP32, cosine >= 0.99 at every anchor)."""
+    from yolov8_trt_ros.core.backends.cuda_backend import CudaBackend
+    from yolov8_trt_ros.core.config import EngineConfig
+
+    if not TEST_MODEL.with_suffix(".pt").is_file():
+        pytest.skip("needs models/test/yolov8n_synth.pt")
+    w = np.random.default_rng().standard_normal((64, 64)).astype(np.float32)
+    model = with_projection(TEST_MODEL, tmp_path, w)
+    cfg = EngineConfig(model_path=str(model), precision="fp32", max_batch_size=4, end2end_nms=False)
+    backend = CudaBackend(cfg, PostprocessConfig(conf_threshold=0.25))
+    assert backend.embedding_dim == 64
+    x, _ = _test_inputs((backend.info.input_height, backend.info.input_width))
+    per_anchor = backend.infer(torch.from_numpy(x).cuda()).embeddings.cpu().numpy()
+    cfg_post = PostprocessConfig(num_classes=backend.info.num_classes, conf_threshold=0.25)
+    _, ref = onnxruntime_detections(model, x, cfg_post)
+    _, plain = onnxruntime_detections(TEST_MODEL, x, cfg_post)
+    assert np.sum(per_anchor * ref, axis=1).min() >= 0.99
+    assert np.quantile(np.sum(per_anchor * plain, axis=1), 0.5) < 0.9  # the map did change them
+    backend.close()
 
 
 @pytest.mark.gpu

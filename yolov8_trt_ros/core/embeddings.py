@@ -9,11 +9,14 @@ averaged. This module adds exactly that computation to an exported graph, after 
 inputs, so every backend gets it from the one inference it already runs:
 
     x_l -> Transpose(0,2,3,1) -> Reshape(B, H*W, D, C_l/D) -> ReduceMean(-1)   per level
-        -> Concat(axis=1) -> x / max(ReduceL2(x), 1e-12) -> Transpose(0,2,1) -> embeddings
+        -> Concat(axis=1) [-> MatMul(W)] -> x / max(ReduceL2(x), 1e-12) -> Transpose(0,2,1) -> embeddings
 
 ``embeddings`` is ``[B, D, A]`` float32, anchors in ``output0``'s order (P3, then P4, then P5,
 row-major over H, W, as ``Detect`` flattens them), rows L2-normalised as ``F.normalize`` does
-(BoT-SORT normalises anyway, so the tracker sees what ultralytics' would).
+(BoT-SORT normalises anyway, so the tracker sees what ultralytics' would). ``W`` (``--projection``)
+is optional: a ``[D, D]`` map learnt on labelled sequences with the detector frozen
+(``scripts/fit_reid_projection.py``), which weights the channels that tell objects apart; the
+detections stay bit-identical.
 
 Graph surgery with onnx tooling rather than a re-export: it works on any ultralytics YOLOv8
 ONNX (the committed test model, a user's own export) without torch, and it only *adds* nodes,
@@ -21,7 +24,7 @@ so the existing nodes, and with them ``output0``, stay bit-identical. The head's
 found by ultralytics' node names (``/model.<k>/cv2.<i>/cv2.<i>.0/conv/Conv``, the first conv
 of each level's box branch); a graph without them is refused with a message saying so.
 
-    python -m yolov8_trt_ros.core.embeddings IN.onnx [-o OUT.onnx]
+    python -m yolov8_trt_ros.core.embeddings IN.onnx [-o OUT.onnx] [--projection W.npy]
 """
 
 from __future__ import annotations
@@ -32,7 +35,10 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
 
 from yolov8_trt_ros.core.backends.model_info import EMBEDDINGS_OUTPUT  # the one name, read by name
 
@@ -45,6 +51,9 @@ META_EMBEDDINGS = "yolov8_trt_ros.embeddings"
 NORM_EPS = 1e-12
 #: Prefix of every added node and initializer (checked to be free in the graph).
 _PREFIX = "/embeddings"
+#: Initializer of the learned ``[D, D]`` map, when the surgery was given one: the CUDA backend
+#: reads it from the ONNX so that both compute the same vector.
+PROJECTION = f"{_PREFIX}/projection"
 _HEAD_CONV = re.compile(r"^/model\.(\d+)/cv2\.(\d+)/cv2\.\2\.0/conv/Conv$")
 
 
@@ -125,12 +134,16 @@ def find_head_inputs(model: onnx.ModelProto) -> list[HeadInput]:
     return found
 
 
-def add_embedding_output(model: onnx.ModelProto) -> onnx.ModelProto:
+def add_embedding_output(
+    model: onnx.ModelProto, projection: npt.NDArray[np.float32] | None = None
+) -> onnx.ModelProto:
     """A copy of ``model`` with the ``embeddings [B, D, A]`` output added (see module doc).
 
-    Only appends nodes, initializers, an output and a metadata key; nothing existing is
-    changed. Raises :class:`EmbeddingGraphError` for a graph it does not recognise or one
-    that has the output already.
+    ``projection``: a learned ``[D, D]`` map applied to the reduced vector before the
+    normalisation (:data:`PROJECTION`; fitted by ``scripts/fit_reid_projection.py``), or None
+    for the plain reduction. Only appends nodes, initializers, an output and a metadata key;
+    nothing existing is changed. Raises :class:`EmbeddingGraphError` for a graph it does not
+    recognise, one that has the output already, or a projection of the wrong shape.
     """
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -148,6 +161,8 @@ def add_embedding_output(model: onnx.ModelProto) -> onnx.ModelProto:
             f"feature maps of {[h.channels for h in head]} channels: "
             f"{bad[0].channels} is not a multiple of D={dim}"
         )
+    if projection is not None and np.shape(projection) != (dim, dim):
+        raise EmbeddingGraphError(f"projection of shape {np.shape(projection)}, expected ({dim}, {dim})")
     taken = {n.name for n in graph.node} | {i.name for i in graph.initializer}
     taken |= {t for n in graph.node for t in n.output}
     if any(name.startswith(_PREFIX + "/") for name in taken):
@@ -160,9 +175,7 @@ def add_embedding_output(model: onnx.ModelProto) -> onnx.ModelProto:
     nodes: list[onnx.NodeProto] = []
     inits: list[onnx.TensorProto] = []
 
-    def const(name: str, values: list[int] | list[float], dtype: str) -> str:
-        import numpy as np
-
+    def const(name: str, values: Any, dtype: str) -> str:
         inits.append(numpy_helper.from_array(np.asarray(values, dtype=dtype), f"{_PREFIX}/{name}"))
         return f"{_PREFIX}/{name}"
 
@@ -198,6 +211,12 @@ def add_embedding_output(model: onnx.ModelProto) -> onnx.ModelProto:
         cast = f"{_PREFIX}/Cast_output_0"
         nodes.append(helper.make_node("Cast", [feats], [cast], name=f"{_PREFIX}/Cast", to=TensorProto.FLOAT))
         feats = cast
+    if projection is not None:
+        projected = f"{_PREFIX}/MatMul_output_0"
+        w = const("projection", np.asarray(projection, np.float32), "float32")
+        assert w == PROJECTION
+        nodes.append(helper.make_node("MatMul", [feats, w], [projected], name=f"{_PREFIX}/MatMul"))
+        feats = projected
     norm = reduce("ReduceL2", "ReduceL2", feats, -1, 1)  # [B, A, 1]
     clamped = f"{_PREFIX}/Max_output_0"
     nodes.append(
@@ -230,6 +249,8 @@ def add_embedding_output(model: onnx.ModelProto) -> onnx.ModelProto:
         "feature_maps": [h.tensor for h in head],
         "channels": [h.channels for h in head],
     }
+    if projection is not None:  # key absent otherwise: older models' metadata stays byte-equal
+        info["projection"] = PROJECTION
     out.metadata_props.add(key=META_EMBEDDINGS, value=json.dumps(info, sort_keys=True))
     _check(out, dim)
     return out
@@ -264,11 +285,23 @@ def embedding_dim(model: onnx.ModelProto) -> int | None:
     return None
 
 
-def add_embedding_output_file(src: str | Path, dst: str | Path) -> int:
+def embedding_projection(model: onnx.ModelProto) -> npt.NDArray[np.float32] | None:
+    """The learned ``[D, D]`` map baked into a graph's embeddings (:data:`PROJECTION`), or None."""
+    from onnx import numpy_helper
+
+    for init in model.graph.initializer:
+        if init.name == PROJECTION:
+            return np.asarray(numpy_helper.to_array(init), np.float32)
+    return None
+
+
+def add_embedding_output_file(
+    src: str | Path, dst: str | Path, projection: npt.NDArray[np.float32] | None = None
+) -> int:
     """:func:`add_embedding_output` from file to file (atomic write); returns D."""
     import onnx
 
-    model = add_embedding_output(onnx.load(str(src)))
+    model = add_embedding_output(onnx.load(str(src)), projection)
     dst = Path(dst)
     staged = dst.with_name(f".{dst.name}.tmp")
     staged.write_bytes(model.SerializeToString())
@@ -286,11 +319,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "-o", "--output", type=Path, help="where to write (default: IN with .embeddings.onnx)"
     )
+    parser.add_argument(
+        "--projection",
+        type=Path,
+        help="learned [D, D] map (.npy from scripts/fit_reid_projection.py) applied before the normalisation",
+    )
     args = parser.parse_args(argv)
     dst = args.output or args.model.with_name(f"{args.model.stem}.embeddings.onnx")
     try:
-        dim = add_embedding_output_file(args.model, dst)
-    except (OSError, EmbeddingGraphError) as exc:
+        projection = np.load(args.projection) if args.projection else None
+        dim = add_embedding_output_file(args.model, dst, projection)
+    except (OSError, ValueError, EmbeddingGraphError) as exc:
         print(f"cannot add embeddings to {args.model}: {exc}", file=sys.stderr)
         return 2
     print(f"{dst}: output {EMBEDDINGS_OUTPUT!r} [B, {dim}, A] added")

@@ -63,7 +63,7 @@ from yolov8_trt_ros.core.types import EngineOutput
 LOG = logging.getLogger(__name__)
 
 
-def anchor_embeddings(feats: Any) -> Any:
+def anchor_embeddings(feats: Any, projection: Any = None) -> Any:
     """Per-anchor appearance embeddings ``[B, A, D]`` (float32, L2-normalised rows) of the
     ``Detect`` head's input feature maps ``[B, C_l, H_l, W_l]``.
 
@@ -74,6 +74,8 @@ def anchor_embeddings(feats: Any) -> Any:
     ``max(norm, 1e-12)``. Anchor-major ``[B, A, D]`` so that a kept anchor's row is contiguous
     for the gather; the ONNX's ``[B, D, A]`` is its transpose. Reduced in float32 whatever the
     network's precision (an FP16 mean of four values would lose bits for nothing).
+    ``projection``: the ONNX's learned ``[D, D]`` map (``embeddings.PROJECTION``), a float32
+    tensor on the features' device applied before the normalisation, or None.
     """
     import torch
     import torch.nn.functional as F
@@ -85,7 +87,10 @@ def anchor_embeddings(feats: Any) -> Any:
         x.float().permute(0, 2, 3, 1).reshape(x.shape[0], -1, dim, int(x.shape[1]) // dim).mean(dim=-1)
         for x in feats
     ]
-    return F.normalize(torch.cat(levels, dim=1), p=2.0, dim=-1, eps=1e-12)
+    reduced = torch.cat(levels, dim=1)
+    if projection is not None:
+        reduced = reduced @ projection
+    return F.normalize(reduced, p=2.0, dim=-1, eps=1e-12)
 
 
 class EmbeddingTap:
@@ -97,11 +102,12 @@ class EmbeddingTap:
     here). :meth:`take` hands the last forward's tensor to the caller.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, projection: Any = None) -> None:
         self.value: Any = None
+        self.projection = projection
 
     def __call__(self, _module: Any, args: tuple[Any, ...]) -> None:
-        self.value = anchor_embeddings(args[0])
+        self.value = anchor_embeddings(args[0], self.projection)
 
     def take(self) -> Any:
         value, self.value = self.value, None
@@ -110,15 +116,25 @@ class EmbeddingTap:
         return value
 
 
-def onnx_declares_embeddings(path: Path) -> bool:
-    """Whether the ONNX at ``path`` has an :data:`EMBEDDINGS_OUTPUT` output (shapes only read)."""
+def onnx_embeddings(path: Path) -> tuple[bool, np.ndarray | None]:
+    """Whether the ONNX at ``path`` has an :data:`EMBEDDINGS_OUTPUT` output, and its learned
+    projection (``embeddings.embedding_projection``) if it has one."""
     import onnx
 
+    from yolov8_trt_ros.core.embeddings import embedding_projection
+
     try:
-        graph = onnx.load(str(path), load_external_data=False).graph
+        model = onnx.load(str(path), load_external_data=False)
     except Exception:  # read_model_info reported a damaged file already
-        return False
-    return any(out.name == EMBEDDINGS_OUTPUT for out in graph.output)
+        return False, None
+    if not any(out.name == EMBEDDINGS_OUTPUT for out in model.graph.output):
+        return False, None
+    return True, embedding_projection(model)
+
+
+def onnx_declares_embeddings(path: Path) -> bool:
+    """Whether the ONNX at ``path`` has an :data:`EMBEDDINGS_OUTPUT` output."""
+    return onnx_embeddings(path)[0]
 
 
 def weights_for(model_path: str | Path) -> Path:
@@ -216,13 +232,14 @@ class CudaBackend:
         self._torch_stream = torch.cuda.Stream(self.device)
         #: Raw ``cudaStream_t`` the model runs on; the CUDA preprocessor may enqueue on it too.
         self.stream: int = int(self._torch_stream.cuda_stream)
+        declared, projection = onnx_embeddings(onnx_path) if onnx_info is not None else (False, None)
         if embeddings is None:
-            embeddings = onnx_info is not None and onnx_declares_embeddings(onnx_path)
+            embeddings = declared
         self._tap: EmbeddingTap | None = None
         #: Appearance embedding size D, 0 when this backend emits none.
         self.embedding_dim = 0
         if embeddings:
-            self._init_embeddings(size)
+            self._init_embeddings(size, projection)
         self._use_graph = cfg.cuda_graph
         self._graphs: dict[int, tuple[Any, Any, Any]] = {}  # batch -> (graph, static in, static out)
         self._launchers: dict[int, Any] = {}  # batch -> cudaGraphExec_t, for the fast path
@@ -279,8 +296,9 @@ class CudaBackend:
             raise BackendError(f"input dtype {tensor.dtype} must be floating point in [0, 1]")
         return tensor
 
-    def _init_embeddings(self, size: tuple[int, int]) -> None:
-        """Hook the ``Detect`` head's inputs and size D from one forward pass."""
+    def _init_embeddings(self, size: tuple[int, int], projection: np.ndarray | None) -> None:
+        """Hook the ``Detect`` head's inputs and size D from one forward pass; ``projection``
+        is the ONNX's learned map, applied as the graph applies it."""
         import torch
         from ultralytics.nn.modules.head import Detect
 
@@ -288,7 +306,9 @@ class CudaBackend:
         if not isinstance(head, Detect):
             kind = type(head).__name__
             raise BackendError(f"embeddings need an ultralytics Detect head, the model ends in {kind}")
-        tap = EmbeddingTap()
+        tap = EmbeddingTap(
+            None if projection is None else torch.tensor(projection, dtype=torch.float32, device=self.device)
+        )
         head.register_forward_pre_hook(tap)
         with torch.cuda.stream(self._torch_stream), torch.inference_mode():
             try:
