@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""Learn the appearance metric of a detector's own embeddings without touching the detector.
+
+The network's ``embeddings`` output (``core/embeddings.py``) is a fixed reduction of the Detect
+head's input: it carries what the detector needed to classify, not what tells two objects of a
+class apart. Fine-tuning the detector for identity (``scripts/train_reid.py``) made it a worse
+detector every time it learnt enough identity (``benchmarks/tracking.md``). This script learns a
+linear map ``W`` ``[D, D]`` applied to the reduced vector before its L2 normalisation, with the
+detector frozen: detections stay bit-identical, only the embedding changes. Because
+normalisation only rescales, ``normalize(W^T v) == normalize(W^T normalize(v))``: ``W`` is fitted
+on the embeddings the model already writes, on the CPU, in seconds.
+
+Training samples: each detection matched (IoU >= ``--match-iou``, optimal assignment) to a
+ground-truth box of its frame takes that box's identity. Loss: supervised contrastive (SupCon)
+within a sequence, as in ``train_reid.py``; ``W`` starts at the identity (today's metric).
+
+    python scripts/detect_sequences.py --sequences data/reid_train/tracking --out runs/reid_train_dets \\
+        --model MODEL_WITH_EMBEDDINGS.onnx
+    python scripts/fit_reid_projection.py --sequences data/reid_train/tracking \\
+        --detections runs/reid_train_dets --out runs/reid_projection.npy
+    python -m yolov8_trt_ros.core.embeddings MODEL.onnx OUT.onnx --projection runs/reid_projection.npy
+
+``--apply DETS --apply-out DIR`` rewrites a detections directory's embeddings through ``W``
+(how ``benchmarks/tracking.md`` evaluates a projection before baking it into a model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
+
+from scripts.evaluate_tracker import embeddings_file, find_sequences, read_detections, read_sequence
+from scripts.train_reid import supcon_loss
+
+F32 = npt.NDArray[np.float32]
+
+
+def iou_xywh_xyxy(gt: npt.NDArray[np.float64], det: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
+    """IoU of ground-truth ``x, y, w, h`` boxes with detection ``x1, y1, x2, y2`` boxes."""
+    g = np.concatenate([gt[:, :2], gt[:, :2] + gt[:, 2:4]], axis=1)
+    lt = np.maximum(g[:, None, :2], det[None, :, :2])
+    rb = np.minimum(g[:, None, 2:], det[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area_g = np.prod(g[:, 2:] - g[:, :2], axis=1)
+    area_d = np.prod(det[:, 2:] - det[:, :2], axis=1)
+    return inter / np.maximum(area_g[:, None] + area_d[None, :] - inter, 1e-9)
+
+
+def labelled_embeddings(
+    seq_dir: Path, det_dir: Path, match_iou: float, min_visibility: float
+) -> tuple[F32, npt.NDArray[np.int64]]:
+    """Embeddings of the detections matched to a ground-truth box, and that box's identity."""
+    seq = read_sequence(seq_dir)
+    dets = read_detections(det_dir / seq.name / "det" / "det.txt", seq.n_frames)
+    embs: list[F32] = []
+    ids: list[int] = []
+    for frame, d in enumerate(dets, start=1):
+        rows = seq.rows_at(frame)
+        rows = rows[seq.visibility[rows] >= min_visibility]
+        if d.embeddings is None:
+            raise SystemExit(f"{det_dir / seq.name}: no embeddings beside the detections")
+        if len(rows) == 0 or len(d.boxes) == 0:
+            continue
+        iou = iou_xywh_xyxy(seq.boxes[rows], d.boxes)
+        gi, di = linear_sum_assignment(-iou)
+        ok = iou[gi, di] >= match_iou
+        embs.append(d.embeddings[di[ok]])
+        ids.extend(seq.ids[rows[gi[ok]]].tolist())
+    dim = dets[0].embeddings.shape[1] if dets and dets[0].embeddings is not None else 0
+    return (np.concatenate(embs) if embs else np.zeros((0, dim), np.float32)), np.asarray(ids, np.int64)
+
+
+def fit(
+    data: list[tuple[F32, npt.NDArray[np.int64]]],
+    steps: int,
+    per_batch: int,
+    sequences_per_batch: int,
+    lr: float,
+    temperature: float,
+    seed: int,
+) -> tuple[F32, list[float]]:
+    """``W`` ``[D, D]`` by SupCon on ``normalize(v @ W)``, batches drawn from a few sequences each."""
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    dim = data[0][0].shape[1]
+    w = torch.nn.Parameter(torch.eye(dim))
+    opt = torch.optim.Adam([w], lr=lr)
+    tensors = [(torch.from_numpy(e), torch.from_numpy(i)) for e, i in data]
+    losses: list[float] = []
+    for step in range(steps):
+        picks = rng.choice(len(tensors), size=min(sequences_per_batch, len(tensors)), replace=False)
+        es, ls, gs = [], [], []
+        for g, k in enumerate(picks):
+            e, i = tensors[k]
+            sel = torch.from_numpy(rng.choice(len(e), size=min(per_batch, len(e)), replace=False))
+            es.append(e[sel])
+            ls.append(i[sel])
+            gs.append(torch.full((len(sel),), g))
+        z = F.normalize(torch.cat(es) @ w, dim=1)
+        loss = supcon_loss(z, torch.cat(ls), torch.cat(gs), temperature)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        for group in opt.param_groups:
+            group["lr"] = lr * 0.5 * (1 + np.cos(np.pi * (step + 1) / steps))
+        losses.append(loss.item())
+    return w.detach().numpy().astype(np.float32), losses
+
+
+def project(emb: F32, w: F32) -> F32:
+    """``normalize(emb @ w)``, rows of zeros kept zero."""
+    z = emb @ w
+    return (z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def apply_to_detections(src: Path, dst: Path, w: F32) -> int:
+    """Copy a ``detect_sequences.py`` directory with every embeddings file mapped through ``w``."""
+    n = 0
+    for det in sorted(src.glob("*/det/det.txt")):
+        out = dst / det.relative_to(src)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(det, out)
+        emb = embeddings_file(det)
+        np.save(embeddings_file(out), project(np.load(emb).astype(np.float32), w))
+        n += 1
+    return n
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sequences", type=Path, help="MOT-layout training sequences (or their parent)")
+    ap.add_argument("--detections", type=Path, help="detect_sequences.py output for those sequences")
+    ap.add_argument("--out", type=Path, help="where W is written (.npy, float32 [D, D])")
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--per-batch", type=int, default=256, help="samples per sequence in a batch")
+    ap.add_argument("--sequences-per-batch", type=int, default=4)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--temperature", type=float, default=0.1)
+    ap.add_argument("--match-iou", type=float, default=0.5)
+    ap.add_argument("--min-visibility", type=float, default=0.5)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--apply", type=Path, help="a detections dir whose embeddings to map through W")
+    ap.add_argument("--apply-out", type=Path, help="where the mapped copy of --apply goes")
+    ap.add_argument("--projection", type=Path, help="W to apply (default: the one just fitted, --out)")
+    args = ap.parse_args(argv)
+    w: F32 | None = None
+    if args.sequences is not None:
+        if args.detections is None or args.out is None:
+            ap.error("fitting needs --sequences, --detections and --out")
+        t0 = time.time()
+        data = [
+            labelled_embeddings(p, args.detections, args.match_iou, args.min_visibility)
+            for p in find_sequences(args.sequences)
+        ]
+        data = [d for d in data if len(d[1]) > 1]
+        if not data:
+            ap.error("no detection matched a ground-truth box")
+        w, losses = fit(
+            data, args.steps, args.per_batch, args.sequences_per_batch, args.lr, args.temperature, args.seed
+        )
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        np.save(args.out, w)
+        info = {
+            "sequences": len(data),
+            "samples": int(sum(len(i) for _, i in data)),
+            "loss_first_100": float(np.mean(losses[:100])),
+            "loss_last_100": float(np.mean(losses[-100:])),
+            "seconds": round(time.time() - t0, 1),
+            "args": {k: str(v) for k, v in vars(args).items()},
+        }
+        args.out.with_suffix(".json").write_text(json.dumps(info, indent=1) + "\n")
+        print(json.dumps({k: v for k, v in info.items() if k != "args"}))
+    if args.apply is not None:
+        if args.apply_out is None:
+            ap.error("--apply needs --apply-out")
+        src = args.projection or args.out
+        w = np.load(src).astype(np.float32) if w is None or args.projection else w
+        print(f"{apply_to_detections(args.apply, args.apply_out, w)} sequences -> {args.apply_out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
