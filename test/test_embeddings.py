@@ -183,6 +183,8 @@ def test_projection_maps_the_reduction_before_the_normalisation(tmp_path):
     assert embedding_projection(add_embedding_output(onnx.load(str(path)))) is None
     with pytest.raises(EmbeddingGraphError, match=r"projection of shape \(64, 32\)"):
         add_embedding_output(onnx.load(str(path)), w[:, :32])
+    with pytest.raises(EmbeddingGraphError, match="non-finite"):
+        add_embedding_output(onnx.load(str(path)), np.where(np.eye(64) > 0, np.nan, w).astype(np.float32))
     np.save(tmp_path / "w.npy", w)
     out = tmp_path / "projected.onnx"
     assert main([str(path), "-o", str(out), "--projection", str(tmp_path / "w.npy")]) == 0

@@ -163,6 +163,8 @@ def add_embedding_output(
         )
     if projection is not None and np.shape(projection) != (dim, dim):
         raise EmbeddingGraphError(f"projection of shape {np.shape(projection)}, expected ({dim}, {dim})")
+    if projection is not None and not np.isfinite(projection).all():
+        raise EmbeddingGraphError("projection has non-finite values")
     taken = {n.name for n in graph.node} | {i.name for i in graph.initializer}
     taken |= {t for n in graph.node for t in n.output}
     if any(name.startswith(_PREFIX + "/") for name in taken):
@@ -213,9 +215,8 @@ def add_embedding_output(
         feats = cast
     if projection is not None:
         projected = f"{_PREFIX}/MatMul_output_0"
-        w = const("projection", np.asarray(projection, np.float32), "float32")
-        assert w == PROJECTION
-        nodes.append(helper.make_node("MatMul", [feats, w], [projected], name=f"{_PREFIX}/MatMul"))
+        const(PROJECTION.removeprefix(_PREFIX + "/"), np.asarray(projection, np.float32), "float32")
+        nodes.append(helper.make_node("MatMul", [feats, PROJECTION], [projected], name=f"{_PREFIX}/MatMul"))
         feats = projected
     norm = reduce("ReduceL2", "ReduceL2", feats, -1, 1)  # [B, A, 1]
     clamped = f"{_PREFIX}/Max_output_0"
