@@ -43,19 +43,9 @@ from scipy.optimize import linear_sum_assignment
 
 from scripts.evaluate_tracker import embeddings_file, find_sequences, read_detections, read_sequence
 from scripts.train_reid import supcon_loss
+from yolov8_trt_ros.core.tracking.matching import iou_matrix
 
 F32 = npt.NDArray[np.float32]
-
-
-def iou_xywh_xyxy(gt: npt.NDArray[np.float64], det: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
-    """IoU of ground-truth ``x, y, w, h`` boxes with detection ``x1, y1, x2, y2`` boxes."""
-    g = np.concatenate([gt[:, :2], gt[:, :2] + gt[:, 2:4]], axis=1)
-    lt = np.maximum(g[:, None, :2], det[None, :, :2])
-    rb = np.minimum(g[:, None, 2:], det[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area_g = np.prod(g[:, 2:] - g[:, :2], axis=1)
-    area_d = np.prod(det[:, 2:] - det[:, :2], axis=1)
-    return inter / np.maximum(area_g[:, None] + area_d[None, :] - inter, 1e-9)
 
 
 def labelled_embeddings(
@@ -63,23 +53,22 @@ def labelled_embeddings(
 ) -> tuple[F32, npt.NDArray[np.int64]]:
     """Embeddings of the detections matched to a ground-truth box, and that box's identity."""
     seq = read_sequence(seq_dir)
-    dets = read_detections(det_dir / seq.name / "det" / "det.txt", seq.n_frames)
+    det_path = det_dir / seq.name / "det" / "det.txt"
+    if not embeddings_file(det_path).is_file():
+        raise SystemExit(f"{det_dir / seq.name}: no embeddings beside the detections")
+    gt_xyxy = np.concatenate([seq.boxes[:, :2], seq.boxes[:, :2] + seq.boxes[:, 2:4]], axis=1)
     embs: list[F32] = []
     ids: list[int] = []
-    for frame, d in enumerate(dets, start=1):
+    for frame, d in enumerate(read_detections(det_path, seq.n_frames), start=1):
+        assert d.embeddings is not None  # the file exists: read_detections attached it to every frame
         rows = seq.rows_at(frame)
         rows = rows[seq.visibility[rows] >= min_visibility]
-        if d.embeddings is None:
-            raise SystemExit(f"{det_dir / seq.name}: no embeddings beside the detections")
-        if len(rows) == 0 or len(d.boxes) == 0:
-            continue
-        iou = iou_xywh_xyxy(seq.boxes[rows], d.boxes)
+        iou = iou_matrix(gt_xyxy[rows], d.boxes)
         gi, di = linear_sum_assignment(-iou)
         ok = iou[gi, di] >= match_iou
         embs.append(d.embeddings[di[ok]])
         ids.extend(seq.ids[rows[gi[ok]]].tolist())
-    dim = dets[0].embeddings.shape[1] if dets and dets[0].embeddings is not None else 0
-    return (np.concatenate(embs) if embs else np.zeros((0, dim), np.float32)), np.asarray(ids, np.int64)
+    return (np.concatenate(embs) if embs else np.zeros((0, 0), np.float32)), np.asarray(ids, np.int64)
 
 
 def fit(
@@ -185,8 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.apply is not None:
         if args.apply_out is None:
             ap.error("--apply needs --apply-out")
-        src = args.projection or args.out
-        w = np.load(src).astype(np.float32) if w is None or args.projection else w
+        if args.projection is not None or w is None:  # a given W wins over the one just fitted
+            if (args.projection or args.out) is None:
+                ap.error("--apply needs --projection (or a fit's --out)")
+            w = np.load(args.projection or args.out).astype(np.float32)
         print(f"{apply_to_detections(args.apply, args.apply_out, w)} sequences -> {args.apply_out}")
     return 0
 

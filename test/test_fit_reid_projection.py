@@ -15,7 +15,9 @@ from scripts.fit_reid_projection import labelled_embeddings, main, project
 DIM = 16
 
 
-def _detections(seq_dir: Path, out: Path, rng: np.random.Generator, signal: dict[int, np.ndarray]) -> None:
+def _detections(
+    seq_dir: Path, out: Path, rng: np.random.Generator, signal: dict[tuple[str, int], np.ndarray]
+) -> None:
     """Every visible ground-truth box as a detection (one sequence's ids keep their look), its
     embedding an identity direction in the first 4 dimensions drowned by noise in the others,
     plus one false detection per frame far from every box."""
@@ -25,8 +27,7 @@ def _detections(seq_dir: Path, out: Path, rng: np.random.Generator, signal: dict
         for r in seq.rows_at(frame):
             x, y, w, h = seq.boxes[r]
             rows.append(f"{frame},-1,{x:.2f},{y:.2f},{w:.2f},{h:.2f},0.9,{seq.class_ids[r] + 1}")
-            key = (hash(seq.name) % 1000) * 1000 + int(seq.ids[r])
-            look = signal.setdefault(key, rng.standard_normal(4))
+            look = signal.setdefault((seq.name, int(seq.ids[r])), rng.standard_normal(4))
             embs.append(np.concatenate([look, 3.0 * rng.standard_normal(DIM - 4)]))
         rows.append(f"{frame},-1,-500,-500,10,10,0.9,1")
         embs.append(rng.standard_normal(DIM))
@@ -51,7 +52,7 @@ def _gap(emb: np.ndarray, ids: np.ndarray) -> float:
 def data(tmp_path_factory) -> tuple[Path, Path, Path, Path]:
     root = tmp_path_factory.mktemp("proj")
     rng = np.random.default_rng(0)
-    signal: dict[int, np.ndarray] = {}
+    signal: dict[tuple[str, int], np.ndarray] = {}
     train = write_synthetic(root / "train", 3, 5, 40, 6)
     for seq in train:
         _detections(seq, root / "train_dets", rng, signal)

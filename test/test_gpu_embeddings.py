@@ -29,7 +29,7 @@ from yolov8_trt_ros.core.backends.cuda_backend import (
     EMBEDDINGS_OUTPUT,
     EmbeddingTap,
     anchor_embeddings,
-    onnx_declares_embeddings,
+    onnx_embeddings,
 )
 from yolov8_trt_ros.core.config import PostprocessConfig
 from yolov8_trt_ros.core.postprocess import postprocess
@@ -200,7 +200,7 @@ def test_engine_nms_embeddings_follow_their_detections() -> None:
     assert all(d.embeddings is None for d in plain)
 
 
-def test_onnx_declares_embeddings(tmp_path: Path) -> None:
+def test_onnx_embeddings_says_whether_the_output_is_declared(tmp_path: Path) -> None:
     import onnx
     from onnx import TensorProto, helper
 
@@ -216,11 +216,11 @@ def test_onnx_declares_embeddings(tmp_path: Path) -> None:
         onnx.save(helper.make_model(graph), str(path))
         return path
 
-    assert onnx_declares_embeddings(model(["output0", EMBEDDINGS_OUTPUT]))
-    assert not onnx_declares_embeddings(model(["output0"]))
+    assert onnx_embeddings(model(["output0", EMBEDDINGS_OUTPUT])) == (True, None)
+    assert onnx_embeddings(model(["output0"])) == (False, None)
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not a model")
-    assert not onnx_declares_embeddings(broken)
+    assert onnx_embeddings(broken) == (False, None)
 
 
 # ---- GPU: kernels and backend ------------------------------------------------------------------

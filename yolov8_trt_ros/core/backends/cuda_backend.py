@@ -132,11 +132,6 @@ def onnx_embeddings(path: Path) -> tuple[bool, np.ndarray | None]:
     return True, embedding_projection(model)
 
 
-def onnx_declares_embeddings(path: Path) -> bool:
-    """Whether the ONNX at ``path`` has an :data:`EMBEDDINGS_OUTPUT` output."""
-    return onnx_embeddings(path)[0]
-
-
 def weights_for(model_path: str | Path) -> Path:
     """The ``.pt`` the CUDA backend loads for ``model_path`` (itself, or the sibling of an ONNX)."""
     path = Path(model_path)
