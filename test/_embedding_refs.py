@@ -70,34 +70,59 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / (area(a)[:, None] + area(b)[None, :] - inter)
 
 
-def with_projection(model_path: Path, out_dir: Path, projection: np.ndarray) -> Path:
+def numpy_branch_embeddings(feats: list[np.ndarray], branch: list) -> np.ndarray:
+    """A learned branch written out as sums (``Conv 3x3 -> SiLU -> Conv 1x1`` per level, zero
+    padding): ``[B, A, D]`` float32, rows L2-normalised; float64 inside."""
+    rows = []
+    for f, part in zip(feats, branch, strict=True):
+        b, _, h, w = f.shape
+        fp = np.pad(f.astype(np.float64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+        taps = np.stack(
+            [np.stack([fp[:, :, dy : dy + h, dx : dx + w] for dx in range(3)], 2) for dy in range(3)], 2
+        )
+        hidden = (
+            np.einsum("kcij,bcijyx->bkyx", part.w1.astype(np.float64), taps) + part.b1[None, :, None, None]
+        )
+        hidden = hidden / (1.0 + np.exp(-hidden))  # SiLU
+        out = np.einsum("dk,bkyx->byxd", part.w2[:, :, 0, 0].astype(np.float64), hidden) + part.b2
+        rows.append(out.reshape(b, h * w, -1))
+    out = np.concatenate(rows, axis=1)
+    return (out / np.maximum(np.linalg.norm(out, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def random_branch(rng: np.random.Generator, channels: tuple[int, ...], hidden: int, dim: int) -> list:
+    """A branch of random weights scaled so that activations stay of order one."""
+    from yolov8_trt_ros.core.embeddings import BranchLevel
+
+    def normal(*shape: int, fan_in: int) -> np.ndarray:
+        return (rng.standard_normal(shape) / np.sqrt(fan_in)).astype(np.float32)
+
+    return [
+        BranchLevel(
+            normal(hidden, c, 3, 3, fan_in=9 * c),
+            normal(hidden, fan_in=1) * 0.1,
+            normal(dim, hidden, 1, 1, fan_in=hidden),
+            normal(dim, fan_in=1) * 0.1,
+        )
+        for c in channels
+    ]
+
+
+def with_learned(
+    model_path: Path, out_dir: Path, projection: np.ndarray | None = None, branch: list | None = None
+) -> Path:
     """A copy of a model that has the ``embeddings`` output (and its ``.pt`` beside it, for the
-    CUDA backend) whose output is rebuilt with the learned ``projection``."""
+    CUDA backend) whose output is rebuilt with the learned ``projection`` or ``branch``."""
     import shutil
 
     import onnx
 
-    from yolov8_trt_ros.core.embeddings import META_EMBEDDINGS, add_embedding_output
+    from yolov8_trt_ros.core.embeddings import add_embedding_output, strip_embeddings
 
-    model = onnx.load(str(model_path))
-    graph = model.graph
-    keep_nodes = [n for n in graph.node if not n.name.startswith("/embeddings/")]
-    keep_inits = [i for i in graph.initializer if not i.name.startswith("/embeddings/")]
-    keep_outputs = [o for o in graph.output if o.name != EMBEDDINGS_OUTPUT]
-    keep_meta = [(p.key, p.value) for p in model.metadata_props if p.key != META_EMBEDDINGS]
-    for field, kept in (
-        (graph.node, keep_nodes),
-        (graph.initializer, keep_inits),
-        (graph.output, keep_outputs),
-    ):
-        del field[:]
-        field.extend(kept)
-    del model.metadata_props[:]
-    for key, value in keep_meta:
-        model.metadata_props.add(key=key, value=value)
+    model = strip_embeddings(onnx.load(str(model_path)))
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / model_path.name
-    out.write_bytes(add_embedding_output(model, projection).SerializeToString())
+    out.write_bytes(add_embedding_output(model, projection, branch).SerializeToString())
     if model_path.with_suffix(".pt").is_file():
         shutil.copyfile(model_path.with_suffix(".pt"), out.with_suffix(".pt"))
     return out

@@ -22,9 +22,14 @@ from yolov8_trt_ros.core.embeddings import (
     PROJECTION,
     EmbeddingGraphError,
     add_embedding_output,
+    embedding_branch,
     embedding_dim,
     embedding_projection,
+    find_head_inputs,
+    load_branch,
     main,
+    save_branch,
+    strip_embeddings,
 )
 from yolov8_trt_ros.core.types import Detections, EngineOutput, Letterbox
 
@@ -191,6 +196,62 @@ def test_projection_maps_the_reduction_before_the_normalisation(tmp_path):
     np.testing.assert_array_equal(embedding_projection(_load(out)), w)
     np.save(tmp_path / "bad.npy", w[:8])
     assert main([str(path), "-o", str(tmp_path / "bad.onnx"), "--projection", str(tmp_path / "bad.npy")]) == 2
+    assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_branch_replaces_the_reduction_and_leaves_output0(tmp_path):
+    """A learned branch (fit_reid_branch.py): output0 unchanged, embeddings the branch's convs
+    of the head's input maps at every anchor (sums written out in float64), the weights readable
+    back from the graph, stripped and redone by the CLI; misfits refused."""
+
+    from _embedding_refs import numpy_branch_embeddings, random_branch
+
+    from _yolo_models import TEST_IMGSZ, yaml_onnx, yaml_torch_model
+
+    path = yaml_onnx()
+    rng = np.random.default_rng()
+    channels = tuple(h.channels for h in find_head_inputs(_load(path)))
+    branch = random_branch(rng, channels, hidden=40, dim=24)
+    model = add_embedding_output(_load(path), branch=branch)
+    assert embedding_dim(model) == 24
+    for got, want in zip(embedding_branch(model) or [], branch, strict=True):
+        for name in ("w1", "b1", "w2", "b2"):
+            np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+    x = rng.random((2, 3, TEST_IMGSZ, TEST_IMGSZ), dtype=np.float32)
+    (before,) = _session(path).run(["output0"], {"images": x})
+    after, emb = _session(model.SerializeToString()).run(["output0", EMBEDDINGS_OUTPUT], {"images": x})
+    assert np.array_equal(before, after)
+    _, feats = _ultralytics_feats(yaml_torch_model(), x)
+    ref = numpy_branch_embeddings([f.numpy() for f in feats], branch)
+    np.testing.assert_allclose(emb.transpose(0, 2, 1), ref, rtol=0, atol=1e-5)
+    assert embedding_branch(add_embedding_output(_load(path))) is None
+
+    stripped = strip_embeddings(model)
+    assert stripped.graph == _load(path).graph and embedding_dim(stripped) is None
+    assert [p.key for p in stripped.metadata_props] == [p.key for p in _load(path).metadata_props]
+
+    save_branch(tmp_path / "b.npz", branch)
+    assert all(
+        np.array_equal(a.w1, b.w1) for a, b in zip(load_branch(tmp_path / "b.npz"), branch, strict=True)
+    )
+    plain = tmp_path / "plain.onnx"
+    assert main([str(path), "-o", str(plain)]) == 0
+    out = tmp_path / "branch.onnx"
+    assert main([str(plain), "-o", str(out), "--branch", str(tmp_path / "b.npz")]) == 2  # has one
+    assert main([str(plain), "-o", str(out), "--branch", str(tmp_path / "b.npz"), "--replace"]) == 0
+    assert embedding_dim(_load(out)) == 24 and embedding_branch(_load(out)) is not None
+
+    with pytest.raises(EmbeddingGraphError, match="expected"):
+        add_embedding_output(_load(path), branch=random_branch(rng, (8, *channels[1:]), 40, 24))
+    with pytest.raises(EmbeddingGraphError, match="levels"):
+        add_embedding_output(_load(path), branch=branch[:2])
+    with pytest.raises(EmbeddingGraphError, match="not both"):
+        add_embedding_output(_load(path), np.eye(24, dtype=np.float32), branch)
+    nan = [type(branch[0])(branch[0].w1 * np.nan, *(branch[0].b1, branch[0].w2, branch[0].b2)), *branch[1:]]
+    with pytest.raises(EmbeddingGraphError, match="non-finite"):
+        add_embedding_output(_load(path), branch=nan)
+    np.savez(tmp_path / "bad.npz", level0=np.zeros(3))
+    assert main([str(path), "-o", str(tmp_path / "bad.onnx"), "--branch", str(tmp_path / "bad.npz")]) == 2
     assert not (tmp_path / "bad.onnx").exists()
 
 

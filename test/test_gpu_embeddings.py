@@ -20,9 +20,11 @@ import torch
 from _embedding_refs import (
     iou_matrix,
     numpy_anchor_embeddings,
+    numpy_branch_embeddings,
     onnxruntime_detections,
+    random_branch,
     synthetic_batch,
-    with_projection,
+    with_learned,
 )
 
 from yolov8_trt_ros.core.backends.cuda_backend import (
@@ -32,6 +34,7 @@ from yolov8_trt_ros.core.backends.cuda_backend import (
     onnx_embeddings,
 )
 from yolov8_trt_ros.core.config import PostprocessConfig
+from yolov8_trt_ros.core.embeddings import LearnedEmbedding
 from yolov8_trt_ros.core.postprocess import postprocess
 from yolov8_trt_ros.core.postprocess_gpu import row_words, unpack, unpack_embeddings
 from yolov8_trt_ros.core.types import EngineOutput, Letterbox
@@ -109,6 +112,18 @@ def test_anchor_embeddings_apply_the_projection_before_normalising() -> None:
     np.testing.assert_allclose(got, ref, rtol=0, atol=2e-5)
 
 
+def test_anchor_embeddings_run_the_branch_as_its_convs() -> None:
+    """The learned branch (``Conv 3x3 -> SiLU -> Conv 1x1`` per level, zero-padded borders)
+    against the sums written out, on fresh random maps and weights."""
+    rng = np.random.default_rng()
+    feats = _feature_maps(rng, 2)
+    branch = random_branch(rng, (64, 128, 256), hidden=32, dim=24)
+    tensors = [tuple(torch.from_numpy(getattr(p, n)) for n in ("w1", "b1", "w2", "b2")) for p in branch]
+    got = anchor_embeddings([torch.from_numpy(f) for f in feats], branch=tensors).numpy()
+    assert got.shape == (2, sum(f.shape[2] * f.shape[3] for f in feats), 24)
+    np.testing.assert_allclose(got, numpy_branch_embeddings(feats, branch), rtol=0, atol=2e-5)
+
+
 def test_anchor_embeddings_refuse_channels_that_do_not_group() -> None:
     feats = [torch.zeros((1, 64, 2, 2)), torch.zeros((1, 96, 1, 1))]
     with pytest.raises(ValueError, match="multiples"):
@@ -145,6 +160,32 @@ def test_tap_reduces_the_detect_inputs_of_the_test_model() -> None:
     np.testing.assert_allclose(emb.numpy(), numpy_anchor_embeddings(seen), rtol=0, atol=2e-6)
     with pytest.raises(Exception, match="did not run"):
         tap.take()  # taken once: a stale value is never handed out twice
+
+
+@pytest.mark.parametrize("early", [False, True])
+def test_tap_runs_the_branch_the_onnx_carries_as_onnxruntime_does(early: bool, tmp_path: Path) -> None:
+    """The backend's hooks (``install_embedding_tap``) on the real test model, on the CPU: with a
+    learned branch, reading the early map or not, the per-anchor embeddings are ONNX Runtime's
+    of the same ONNX (cosine >= 0.999 at every anchor)."""
+    import onnx
+
+    from yolov8_trt_ros.core.backends.cuda_backend import install_embedding_tap
+    from yolov8_trt_ros.core.embeddings import learned_embedding
+
+    model, size = _cpu_test_model()
+    channels = (96, 160, 288) if early else (64, 128, 256)  # + model.2's 32 channels when early
+    rng = np.random.default_rng()
+    path = with_learned(TEST_MODEL, tmp_path, branch=random_branch(rng, channels, 32, 16))
+    learned = learned_embedding(onnx.load(str(path)))
+    assert (learned.early_feature is not None) == early
+    tap = install_embedding_tap(model, learned, "cpu")
+    x, _ = synthetic_batch(size, 2)
+    with torch.inference_mode():
+        model(torch.from_numpy(x))
+    got = tap.take().numpy()
+    _, ref = onnxruntime_detections(path, x, PostprocessConfig(num_classes=len(model.names)))
+    assert got.shape == (2, ref.shape[2], 16)
+    assert np.sum(got * ref.transpose(0, 2, 1), axis=-1).min() >= 0.999
 
 
 def test_unpack_embeddings_reads_the_packed_rows() -> None:
@@ -216,11 +257,11 @@ def test_onnx_embeddings_says_whether_the_output_is_declared(tmp_path: Path) -> 
         onnx.save(helper.make_model(graph), str(path))
         return path
 
-    assert onnx_embeddings(model(["output0", EMBEDDINGS_OUTPUT])) == (True, None)
-    assert onnx_embeddings(model(["output0"])) == (False, None)
+    assert onnx_embeddings(model(["output0", EMBEDDINGS_OUTPUT])) == (True, LearnedEmbedding())
+    assert onnx_embeddings(model(["output0"])) == (False, LearnedEmbedding())
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not a model")
-    assert onnx_embeddings(broken) == (False, None)
+    assert onnx_embeddings(broken) == (False, LearnedEmbedding())
 
 
 # ---- GPU: kernels and backend ------------------------------------------------------------------
@@ -351,26 +392,36 @@ def test_cuda_end_to_end_embeddings_are_the_kept_anchors_rows(graph: bool) -> No
 
 
 @pytest.mark.gpu
-def test_cuda_backend_applies_the_projection_the_onnx_carries(tmp_path: Path) -> None:
-    """A model whose embeddings carry a learned map: the CUDA backend reads it from the ONNX and
-    its per-anchor embeddings are ONNX Runtime's (FP32, cosine >= 0.99 at every anchor)."""
+@pytest.mark.parametrize("learned", ["projection", "branch", "branch+early"])
+def test_cuda_backend_applies_what_the_onnx_learned(learned: str, tmp_path: Path) -> None:
+    """A model whose embeddings carry a learned map or branch: the CUDA backend reads it from the
+    ONNX and its per-anchor embeddings are ONNX Runtime's (FP32, cosine >= 0.99 at every anchor)."""
     from yolov8_trt_ros.core.backends.cuda_backend import CudaBackend
     from yolov8_trt_ros.core.config import EngineConfig
 
     if not TEST_MODEL.with_suffix(".pt").is_file():
         pytest.skip("needs models/test/yolov8n_synth.pt")
-    w = np.random.default_rng().standard_normal((64, 64)).astype(np.float32)
-    model = with_projection(TEST_MODEL, tmp_path, w)
+    rng = np.random.default_rng()
+    if learned == "projection":
+        model = with_learned(
+            TEST_MODEL, tmp_path, projection=rng.standard_normal((64, 64)).astype(np.float32)
+        )
+        dim = 64
+    else:
+        dim = 48
+        channels = (96, 160, 288) if learned == "branch+early" else (64, 128, 256)  # model.2: 32
+        model = with_learned(TEST_MODEL, tmp_path, branch=random_branch(rng, channels, 96, dim))
     cfg = EngineConfig(model_path=str(model), precision="fp32", max_batch_size=4, end2end_nms=False)
     backend = CudaBackend(cfg, PostprocessConfig(conf_threshold=0.25))
-    assert backend.embedding_dim == 64
+    assert backend.embedding_dim == dim
     x, _ = _test_inputs((backend.info.input_height, backend.info.input_width))
     per_anchor = backend.infer(torch.from_numpy(x).cuda()).embeddings.cpu().numpy()
     cfg_post = PostprocessConfig(num_classes=backend.info.num_classes, conf_threshold=0.25)
     _, ref = onnxruntime_detections(model, x, cfg_post)
-    _, plain = onnxruntime_detections(TEST_MODEL, x, cfg_post)
     assert np.sum(per_anchor * ref, axis=1).min() >= 0.99
-    assert np.quantile(np.sum(per_anchor * plain, axis=1), 0.5) < 0.9  # the map did change them
+    if learned == "projection":
+        _, plain = onnxruntime_detections(TEST_MODEL, x, cfg_post)
+        assert np.quantile(np.sum(per_anchor * plain, axis=1), 0.5) < 0.9  # the map did change them
     backend.close()
 
 

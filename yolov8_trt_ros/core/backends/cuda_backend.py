@@ -29,7 +29,8 @@ model this small.
 on when the ONNX next to the weights has an ``embeddings`` output (the model declares them, as
 for ONNX Runtime and TensorRT; ``embeddings=`` forces either way). A forward pre-hook on the
 ``Detect`` head reduces its input feature maps to one L2-normalised ``[D]`` vector per anchor
-(:func:`anchor_embeddings`, ultralytics' ``get_obj_feats`` reduction) inside the same forward,
+(:func:`anchor_embeddings`: ultralytics' ``get_obj_feats`` reduction, or the learned branch whose
+weights the ONNX carries) inside the same forward,
 hence inside the same CUDA graph. End to end, the NMS kernels record each kept detection's
 anchor and gather its embedding into the packed row (``[B, max_detections, D]``, D*4 bytes
 per slot, zeros past the count), still one device-to-host copy; ``EngineOutput.embeddings``
@@ -49,6 +50,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -58,12 +60,13 @@ from yolov8_trt_ros.core.backends.base import BackendError, BackendInfo
 from yolov8_trt_ros.core.backends.io_plan import EMBEDDINGS_OUTPUT
 from yolov8_trt_ros.core.backends.model_info import parse_imgsz, parse_names, read_model_info
 from yolov8_trt_ros.core.config import EngineConfig, PostprocessConfig
+from yolov8_trt_ros.core.embeddings import LearnedEmbedding
 from yolov8_trt_ros.core.types import EngineOutput
 
 LOG = logging.getLogger(__name__)
 
 
-def anchor_embeddings(feats: Any, projection: Any = None) -> Any:
+def anchor_embeddings(feats: Any, projection: Any = None, branch: Any = None, early: Any = None) -> Any:
     """Per-anchor appearance embeddings ``[B, A, D]`` (float32, L2-normalised rows) of the
     ``Detect`` head's input feature maps ``[B, C_l, H_l, W_l]``.
 
@@ -76,10 +79,24 @@ def anchor_embeddings(feats: Any, projection: Any = None) -> Any:
     network's precision (an FP16 mean of four values would lose bits for nothing).
     ``projection``: the ONNX's learned ``[D, D]`` map (``embeddings.PROJECTION``), a float32
     tensor on the features' device applied before the normalisation, or None.
+    ``branch``: the ONNX's learned branch instead of the reduction, per level the float32
+    tensors ``(w1, b1, w2, b2)`` of ``Conv 3x3 -> SiLU -> Conv 1x1`` (``embeddings.BRANCH``);
+    ``early``: the early backbone map it also reads, average-pooled to each level's cells and
+    concatenated after the level's channels (``embeddings.branch_inputs``), or None.
     """
     import torch
     import torch.nn.functional as F
 
+    if branch is not None:
+        levels = []
+        for x, (w1, b1, w2, b2) in zip(feats, branch, strict=True):
+            x = x.float()
+            if early is not None:
+                kernel = int(early.shape[-2]) // int(x.shape[-2])
+                x = torch.cat((x, F.avg_pool2d(early.float(), kernel)), dim=1)
+            y = F.conv2d(F.silu(F.conv2d(x, w1, b1, padding=1)), w2, b2)
+            levels.append(y.flatten(2).transpose(1, 2))
+        return F.normalize(torch.cat(levels, dim=1), p=2.0, dim=-1, eps=1e-12)
     dim = min(int(x.shape[1]) for x in feats)
     if any(int(x.shape[1]) % dim for x in feats):
         raise ValueError(f"feature channels {[int(x.shape[1]) for x in feats]} are not multiples of {dim}")
@@ -102,12 +119,20 @@ class EmbeddingTap:
     here). :meth:`take` hands the last forward's tensor to the caller.
     """
 
-    def __init__(self, projection: Any = None) -> None:
+    def __init__(self, projection: Any = None, branch: Any = None) -> None:
         self.value: Any = None
         self.projection = projection
+        self.branch = branch
+        #: The early map of this forward, when :meth:`keep_early` hooks the layer that makes it.
+        self.early: Any = None
+
+    def keep_early(self, _module: Any, _args: tuple[Any, ...], output: Any) -> None:
+        """Forward hook for the early backbone layer a branch reads."""
+        self.early = output
 
     def __call__(self, _module: Any, args: tuple[Any, ...]) -> None:
-        self.value = anchor_embeddings(args[0], self.projection)
+        self.value = anchor_embeddings(args[0], self.projection, self.branch, self.early)
+        self.early = None
 
     def take(self) -> Any:
         value, self.value = self.value, None
@@ -116,20 +141,52 @@ class EmbeddingTap:
         return value
 
 
-def onnx_embeddings(path: Path) -> tuple[bool, np.ndarray | None]:
-    """Whether the ONNX at ``path`` has an :data:`EMBEDDINGS_OUTPUT` output, and its learned
-    projection (``embeddings.embedding_projection``) if it has one."""
+def install_embedding_tap(model: Any, learned: LearnedEmbedding, device: Any) -> EmbeddingTap:
+    """Hook an ultralytics ``DetectionModel``'s ``Detect`` head (and, for a branch that reads it,
+    the early layer) so that every forward leaves its per-anchor embeddings in the returned tap;
+    ``learned``'s weights as float32 tensors on ``device``."""
+    import torch
+    from ultralytics.nn.modules.head import Detect
+
+    head = model.model[-1]
+    if not isinstance(head, Detect):
+        raise BackendError(
+            f"embeddings need an ultralytics Detect head, the model ends in {type(head).__name__}"
+        )
+
+    def tensor(a: np.ndarray) -> Any:
+        return torch.tensor(a, dtype=torch.float32, device=device)
+
+    projection = None if learned.projection is None else tensor(learned.projection)
+    branch = None
+    if learned.branch is not None:
+        branch = [(tensor(p.w1), tensor(p.b1), tensor(p.w2), tensor(p.b2)) for p in learned.branch]
+    tap = EmbeddingTap(projection, branch)
+    if learned.early_feature is not None:
+        layer = re.match(r"^/model\.(\d+)/", learned.early_feature)
+        if layer is None or int(layer.group(1)) >= len(model.model) - 1:
+            raise BackendError(
+                f"embeddings: no layer of {type(model).__name__} makes {learned.early_feature}"
+            )
+        model.model[int(layer.group(1))].register_forward_hook(tap.keep_early)
+    head.register_forward_pre_hook(tap)
+    return tap
+
+
+def onnx_embeddings(path: Path) -> tuple[bool, LearnedEmbedding]:
+    """Whether the ONNX at ``path`` has an :data:`EMBEDDINGS_OUTPUT` output, and what its
+    embeddings learnt (``embeddings.learned_embedding``: a projection or a branch) if anything."""
     import onnx
 
-    from yolov8_trt_ros.core.embeddings import embedding_projection
+    from yolov8_trt_ros.core.embeddings import learned_embedding
 
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception:  # read_model_info reported a damaged file already
-        return False, None
+        return False, LearnedEmbedding()
     if not any(out.name == EMBEDDINGS_OUTPUT for out in model.graph.output):
-        return False, None
-    return True, embedding_projection(model)
+        return False, LearnedEmbedding()
+    return True, learned_embedding(model)
 
 
 def weights_for(model_path: str | Path) -> Path:
@@ -227,14 +284,16 @@ class CudaBackend:
         self._torch_stream = torch.cuda.Stream(self.device)
         #: Raw ``cudaStream_t`` the model runs on; the CUDA preprocessor may enqueue on it too.
         self.stream: int = int(self._torch_stream.cuda_stream)
-        declared, projection = onnx_embeddings(onnx_path) if onnx_info is not None else (False, None)
+        declared, learned = (
+            onnx_embeddings(onnx_path) if onnx_info is not None else (False, LearnedEmbedding())
+        )
         if embeddings is None:
             embeddings = declared
         self._tap: EmbeddingTap | None = None
         #: Appearance embedding size D, 0 when this backend emits none.
         self.embedding_dim = 0
         if embeddings:
-            self._init_embeddings(size, projection)
+            self._init_embeddings(size, learned)
         self._use_graph = cfg.cuda_graph
         self._graphs: dict[int, tuple[Any, Any, Any]] = {}  # batch -> (graph, static in, static out)
         self._launchers: dict[int, Any] = {}  # batch -> cudaGraphExec_t, for the fast path
@@ -291,24 +350,19 @@ class CudaBackend:
             raise BackendError(f"input dtype {tensor.dtype} must be floating point in [0, 1]")
         return tensor
 
-    def _init_embeddings(self, size: tuple[int, int], projection: np.ndarray | None) -> None:
-        """Hook the ``Detect`` head's inputs and size D from one forward pass; ``projection``
-        is the ONNX's learned map, applied as the graph applies it."""
+    def _init_embeddings(self, size: tuple[int, int], learned: LearnedEmbedding) -> None:
+        """Hook the ``Detect`` head's inputs and size D from one forward pass; ``learned`` is
+        the ONNX's projection or branch, applied as the graph applies it."""
         import torch
-        from ultralytics.nn.modules.head import Detect
 
-        head = self._model.model[-1]
-        if not isinstance(head, Detect):
-            kind = type(head).__name__
-            raise BackendError(f"embeddings need an ultralytics Detect head, the model ends in {kind}")
-        tap = EmbeddingTap(
-            None if projection is None else torch.tensor(projection, dtype=torch.float32, device=self.device)
-        )
-        head.register_forward_pre_hook(tap)
+        tap = install_embedding_tap(self._model, learned, self.device)
         with torch.cuda.stream(self._torch_stream), torch.inference_mode():
             try:
                 self._model(torch.zeros((1, 3, *size), dtype=self._dtype, device=self.device))
-            except ValueError as exc:  # channels that do not reduce to one size
+            except (
+                ValueError,
+                RuntimeError,
+            ) as exc:  # channels that do not reduce, a branch that does not fit
                 raise BackendError(f"embeddings: {exc}") from exc
             self.embedding_dim = int(tap.take().shape[-1])
         self._torch_stream.synchronize()
