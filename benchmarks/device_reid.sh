@@ -6,7 +6,11 @@
 # stop the others. The test model's .pt is copied beside MODEL (the CUDA backend runs the .pt and
 # reads the embeddings' weights from the ONNX next to it).
 #
+# BASE: a copy of an earlier tree's code (yolov8_trt_ros, benchmarks, scripts) whose cost for
+# MODEL is measured in the same call, before the current tree's (a hot-path change's before/after).
+#
 #   MODEL=runs/branch/b0/yolov8n_synth.onnx bash benchmarks/device_reid.sh   # carry .whl/bench runs/branch/b0
+#   git archive REV yolov8_trt_ros benchmarks scripts | tar -x -C runs/base   # then BASE=runs/base, carried too
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 MODEL=${MODEL:?set MODEL to the ONNX with the learned embeddings}
@@ -26,6 +30,12 @@ timeout 300 python3 -m pytest -q -p no:cacheprovider -p no:launch_testing -p no:
     test/test_gpu_embeddings.py test/test_embeddings.py test/test_fit_reid_branch.py 2>&1 | tail -15 | tee "$OUT/tests.log"
 COST=(--rounds "${ROUNDS:-3}" --iters "${ITERS:-300}")
 timeout 200 python3 benchmarks/reid_cost.py "${COST[@]}" --json "$OUT/reid_cost_reduction.json" \
-    --markdown "$OUT/reid_cost_reduction.md" 2>&1 | tail -12 | tee "$OUT/cost_reduction.log"
+    --markdown "$OUT/reid_cost_reduction.md" 2>&1 | tail -12
+if [[ -n "${BASE:-}" && -d "$BASE" ]]; then
+    ln -sfn "$PWD/models" "$BASE/models"
+    ln -sfn "$PWD/data" "$BASE/data"
+    (cd "$BASE" && PYTHONPATH="/tmp/site:$PWD" timeout 200 python3 benchmarks/reid_cost.py "${COST[@]}" \
+        --model "$OLDPWD/$MODEL" --json "$OUT/reid_cost_model_base.json" --markdown "$OUT/reid_cost_model_base.md") 2>&1 | tail -12
+fi
 timeout 200 python3 benchmarks/reid_cost.py "${COST[@]}" --model "$MODEL" --json "$OUT/reid_cost_model.json" \
-    --markdown "$OUT/reid_cost_model.md" 2>&1 | tail -12 | tee "$OUT/cost_model.log"
+    --markdown "$OUT/reid_cost_model.md" 2>&1 | tail -12

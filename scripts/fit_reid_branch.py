@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -50,7 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from scripts import detect_sequences
-from scripts.evaluate_tracker import find_sequences
+from scripts.evaluate_tracker import embeddings_file, find_sequences
 from scripts.fit_reid_projection import labelled_embeddings
 from scripts.train_reid import supcon_loss
 from yolov8_trt_ros.core.backends.model_info import EMBEDDINGS_OUTPUT
@@ -59,6 +60,7 @@ from yolov8_trt_ros.core.embeddings import (
     add_embedding_output_file,
     branch_inputs,
     find_head_inputs,
+    load_branch,
     save_branch,
     strip_embeddings,
 )
@@ -245,13 +247,43 @@ def fit(
     return model.eval(), losses
 
 
+def embed_patches(levels: list[BranchLevel], x: F32) -> F32:
+    """The branch's embedding of each patch row (the convs at one cell, as the graph computes
+    them from the exported weights), L2-normalised: ``[N, D]``."""
+    out = np.zeros((len(x), levels[0].b2.shape[0]), np.float32)
+    level = x[:, -1].astype(np.int64)
+    for i, part in enumerate(levels):
+        sel = level == i
+        hidden, c = part.w1.shape[:2]
+        w1 = part.w1.transpose(0, 2, 3, 1).reshape(hidden, 9 * c)  # [H, C, 3, 3] -> (dy, dx, c)
+        h = x[sel, : 9 * c] @ w1.T + part.b1
+        h = h / (1.0 + np.exp(-h))  # SiLU
+        out[sel] = h @ part.w2[:, :, 0, 0].T + part.b2
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+def apply_to_detections(levels: list[BranchLevel], src: Path, dst: Path) -> int:
+    """Copy a patch model's ``detect_sequences.py`` directory with every detection's patch
+    replaced by its branch embedding: what the baked model would write, without running it."""
+    n = 0
+    width = 9 * max(p.w1.shape[1] for p in levels) + 1
+    for det in sorted(src.glob("*/det/det.txt")):
+        x = np.load(embeddings_file(det)).astype(np.float32)
+        if x.ndim != 2 or x.shape[1] != width:
+            raise SystemExit(f"{det.parent}: patches of width {x.shape[1:]}, the branch reads {width}")
+        out = dst / det.relative_to(src)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(det, out)
+        np.save(embeddings_file(out), embed_patches(levels, x))
+        n += 1
+    return n
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, required=True, help="YOLOv8 ONNX (with or without embeddings)")
-    ap.add_argument(
-        "--sequences", type=Path, required=True, help="labelled MOT-layout sequences (or their parent)"
-    )
-    ap.add_argument("--out", type=Path, required=True, help="where the branch is written (.npz)")
+    ap.add_argument("--sequences", type=Path, help="labelled MOT-layout sequences (or their parent)")
+    ap.add_argument("--out", type=Path, help="where the branch is written (.npz)")
     ap.add_argument("--onnx-out", type=Path, help="also write --model with the branch as its embeddings")
     ap.add_argument("--patches", type=Path, help="keep the patch detections here (default: a temporary dir)")
     ap.add_argument(
@@ -270,13 +302,37 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--match-iou", type=float, default=0.5)
     ap.add_argument("--min-visibility", type=float, default=0.5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--patch-model-out", type=Path, help="also keep the patch model (to make --apply's input)"
+    )
+    ap.add_argument(
+        "--apply",
+        type=Path,
+        help="detections of the patch model (detect_sequences.py) to map through the branch",
+    )
+    ap.add_argument("--apply-out", type=Path, help="where the mapped copy of --apply goes")
+    ap.add_argument(
+        "--branch", type=Path, help="with --apply: a trained branch (.npz) instead of training one"
+    )
     args = ap.parse_args(argv)
+    if (args.apply is None) != (args.apply_out is None):
+        ap.error("--apply and --apply-out go together")
+    if args.branch is not None:
+        if args.apply is None:
+            ap.error("--branch is for --apply")
+        levels = load_branch(args.branch)
+        print(f"{apply_to_detections(levels, args.apply, args.apply_out)} sequences -> {args.apply_out}")
+        return 0
+    if args.sequences is None or args.out is None:
+        ap.error("training needs --sequences and --out")
     import onnx
 
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         patches = args.patches or Path(tmp) / "patches"
         model, channels = patch_model(onnx.load(str(args.model)), args.early)
+        if args.patch_model_out is not None:
+            args.patch_model_out.write_bytes(model.SerializeToString())
         if not (patches / "channels.json").is_file():
             patch_onnx = Path(tmp) / "patches.onnx"
             patch_onnx.write_bytes(model.SerializeToString())
@@ -310,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.with_suffix(".json").write_text(json.dumps(info, indent=1) + "\n")
     print(json.dumps({k: v for k, v in info.items() if k != "args"}))
+    if args.apply is not None:
+        n = apply_to_detections(branch.export(), args.apply, args.apply_out)
+        print(f"{n} sequences -> {args.apply_out}")
     if args.onnx_out is not None:
         args.onnx_out.parent.mkdir(parents=True, exist_ok=True)
         dim = add_embedding_output_file(args.model, args.onnx_out, branch=branch.export(), replace=True)

@@ -13,7 +13,7 @@ onnx = pytest.importorskip("onnx")
 
 from _yolo_models import TEST_IMGSZ, yaml_onnx  # noqa: E402
 from scripts.evaluate_tracker import read_sequence, write_synthetic  # noqa: E402
-from scripts.fit_reid_branch import Branch, fit, main, patch_model  # noqa: E402
+from scripts.fit_reid_branch import Branch, embed_patches, fit, main, patch_model  # noqa: E402
 from scripts.fit_reid_projection import labelled_embeddings  # noqa: E402
 from yolov8_trt_ros.core.embeddings import (  # noqa: E402
     EMBEDDINGS_OUTPUT,
@@ -80,6 +80,10 @@ def test_exported_branch_in_the_graph_is_the_trained_module(early: bool) -> None
     with torch.no_grad():
         want = branch(rows, rows[:, -1].long()).numpy().reshape(2, -1, 16)
     np.testing.assert_allclose(emb.transpose(0, 2, 1), want, rtol=0, atol=2e-5)
+    # --apply's mapping of a patch from the exported weights: the same vectors
+    np.testing.assert_allclose(
+        embed_patches(branch.export(), rows.numpy()).reshape(2, -1, 16), want, atol=2e-5
+    )
 
 
 def _fake_patches(seq_dir: Path, out: Path, channels: list[int], rng, looks: dict) -> None:
@@ -138,6 +142,27 @@ def test_fit_writes_the_branch_and_the_model(tmp_path) -> None:
     written = onnx.load(str(onnx_out))
     assert EMBEDDINGS_OUTPUT in [o.name for o in written.graph.output]
     np.testing.assert_array_equal(embedding_branch(written)[0].w1, levels[0].w1)
+    mapped = tmp_path / "mapped"
+    assert (
+        main(
+            [
+                "--model",
+                str(model_path),
+                "--branch",
+                str(out),
+                "--apply",
+                str(patches),
+                "--apply-out",
+                str(mapped),
+            ]
+        )
+        == 0
+    )
+    seq = sorted(patches.glob("*/det/det.txt"))[0].relative_to(patches)
+    assert (mapped / seq).read_text() == (patches / seq).read_text()
+    emb = np.load(mapped / seq.parent / "embeddings.npy")
+    np.testing.assert_allclose(emb, embed_patches(levels, np.load(patches / seq.parent / "embeddings.npy")))
+    assert emb.shape[1] == 16 and np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
 
 
 def test_fit_separates_identities_it_has_not_seen(tmp_path) -> None:
@@ -162,12 +187,13 @@ def test_fit_separates_identities_it_has_not_seen(tmp_path) -> None:
     untrained = Branch(channels, 32, 16, *branch_standardisation(channels)).eval()
     with torch.no_grad():
         before = untrained(torch.from_numpy(x), torch.from_numpy(level)).numpy()
-    cells = []
-    for row, lv in zip(x, level, strict=True):
+    after = np.empty_like(before)
+    for i, (row, lv) in enumerate(zip(x, level, strict=True)):  # the convs written out, per cell
         feats = [np.zeros((1, c, 3, 3), np.float32) for c in channels]
         feats[lv] = row[: 9 * channels[lv]].reshape(3, 3, -1).transpose(2, 0, 1)[None]  # (dy, dx, c)
-        cells.append(numpy_branch_embeddings(feats, levels)[0, lv * 9 + 4])  # that level's centre cell
-    gaps = _gap(before, ids, level), _gap(np.asarray(cells), ids, level)
+        after[i] = numpy_branch_embeddings(feats, levels)[0, lv * 9 + 4]  # that level's centre cell
+    np.testing.assert_allclose(embed_patches(levels, x), after, atol=1e-5)
+    gaps = _gap(before, ids, level), _gap(after, ids, level)
     assert gaps[0] < 0.2 < gaps[1], gaps
 
 

@@ -392,10 +392,14 @@ def test_cuda_end_to_end_embeddings_are_the_kept_anchors_rows(graph: bool) -> No
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("learned", ["projection", "branch", "branch+early"])
-def test_cuda_backend_applies_what_the_onnx_learned(learned: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("learned", "precision"),
+    [("projection", "fp32"), ("branch", "fp32"), ("branch+early", "fp32"), ("branch+early", "fp16")],
+)
+def test_cuda_backend_applies_what_the_onnx_learned(learned: str, precision: str, tmp_path: Path) -> None:
     """A model whose embeddings carry a learned map or branch: the CUDA backend reads it from the
-    ONNX and its per-anchor embeddings are ONNX Runtime's (FP32, cosine >= 0.99 at every anchor)."""
+    ONNX and its per-anchor embeddings are ONNX Runtime's FP32 ones (cosine >= 0.99 at every
+    anchor; in FP16, where the branch runs in half precision, at 99.9 % of them)."""
     from yolov8_trt_ros.core.backends.cuda_backend import CudaBackend
     from yolov8_trt_ros.core.config import EngineConfig
 
@@ -411,14 +415,15 @@ def test_cuda_backend_applies_what_the_onnx_learned(learned: str, tmp_path: Path
         dim = 48
         channels = (96, 160, 288) if learned == "branch+early" else (64, 128, 256)  # model.2: 32
         model = with_learned(TEST_MODEL, tmp_path, branch=random_branch(rng, channels, 96, dim))
-    cfg = EngineConfig(model_path=str(model), precision="fp32", max_batch_size=4, end2end_nms=False)
+    cfg = EngineConfig(model_path=str(model), precision=precision, max_batch_size=4, end2end_nms=False)
     backend = CudaBackend(cfg, PostprocessConfig(conf_threshold=0.25))
     assert backend.embedding_dim == dim
     x, _ = _test_inputs((backend.info.input_height, backend.info.input_width))
     per_anchor = backend.infer(torch.from_numpy(x).cuda()).embeddings.cpu().numpy()
     cfg_post = PostprocessConfig(num_classes=backend.info.num_classes, conf_threshold=0.25)
     _, ref = onnxruntime_detections(model, x, cfg_post)
-    assert np.sum(per_anchor * ref, axis=1).min() >= 0.99
+    cos = np.sum(per_anchor * ref, axis=1)
+    assert (cos.min() if precision == "fp32" else np.quantile(cos, 0.001)) >= 0.99, cos.min()
     if learned == "projection":
         _, plain = onnxruntime_detections(TEST_MODEL, x, cfg_post)
         assert np.quantile(np.sum(per_anchor * plain, axis=1), 0.5) < 0.9  # the map did change them

@@ -87,15 +87,15 @@ def anchor_embeddings(feats: Any, projection: Any = None, branch: Any = None, ea
     import torch
     import torch.nn.functional as F
 
-    if branch is not None:
+    if branch is not None:  # in the weights' precision (the network's, as a graph runs it)
         levels = []
         for x, (w1, b1, w2, b2) in zip(feats, branch, strict=True):
-            x = x.float()
+            x = x.to(w1.dtype)
             if early is not None:
                 kernel = int(early.shape[-2]) // int(x.shape[-2])
-                x = torch.cat((x, F.avg_pool2d(early.float(), kernel)), dim=1)
+                x = torch.cat((x, F.avg_pool2d(early.to(w1.dtype), kernel)), dim=1)
             y = F.conv2d(F.silu(F.conv2d(x, w1, b1, padding=1)), w2, b2)
-            levels.append(y.flatten(2).transpose(1, 2))
+            levels.append(y.flatten(2).transpose(1, 2).float())
         return F.normalize(torch.cat(levels, dim=1), p=2.0, dim=-1, eps=1e-12)
     dim = min(int(x.shape[1]) for x in feats)
     if any(int(x.shape[1]) % dim for x in feats):
@@ -141,10 +141,13 @@ class EmbeddingTap:
         return value
 
 
-def install_embedding_tap(model: Any, learned: LearnedEmbedding, device: Any) -> EmbeddingTap:
+def install_embedding_tap(
+    model: Any, learned: LearnedEmbedding, device: Any, dtype: Any = None
+) -> EmbeddingTap:
     """Hook an ultralytics ``DetectionModel``'s ``Detect`` head (and, for a branch that reads it,
     the early layer) so that every forward leaves its per-anchor embeddings in the returned tap;
-    ``learned``'s weights as float32 tensors on ``device``."""
+    ``learned``'s weights as tensors on ``device``: a branch's in ``dtype`` (the network's; None:
+    float32, its convs then run in float32), a projection's in float32."""
     import torch
     from ultralytics.nn.modules.head import Detect
 
@@ -160,7 +163,11 @@ def install_embedding_tap(model: Any, learned: LearnedEmbedding, device: Any) ->
     projection = None if learned.projection is None else tensor(learned.projection)
     branch = None
     if learned.branch is not None:
-        branch = [(tensor(p.w1), tensor(p.b1), tensor(p.w2), tensor(p.b2)) for p in learned.branch]
+        conv_dtype = dtype or torch.float32
+        branch = [
+            tuple(tensor(getattr(p, n)).to(conv_dtype) for n in ("w1", "b1", "w2", "b2"))
+            for p in learned.branch
+        ]
     tap = EmbeddingTap(projection, branch)
     if learned.early_feature is not None:
         layer = re.match(r"^/model\.(\d+)/", learned.early_feature)
@@ -355,7 +362,7 @@ class CudaBackend:
         the ONNX's projection or branch, applied as the graph applies it."""
         import torch
 
-        tap = install_embedding_tap(self._model, learned, self.device)
+        tap = install_embedding_tap(self._model, learned, self.device, self._dtype)
         with torch.cuda.stream(self._torch_stream), torch.inference_mode():
             try:
                 self._model(torch.zeros((1, 3, *size), dtype=self._dtype, device=self.device))
