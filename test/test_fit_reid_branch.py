@@ -199,3 +199,33 @@ def test_fit_separates_identities_it_has_not_seen(tmp_path) -> None:
 
 def branch_standardisation(channels: list[int]) -> tuple[list[np.ndarray], list[np.ndarray]]:
     return [np.zeros(9 * c, np.float32) for c in channels], [np.ones(9 * c, np.float32) for c in channels]
+
+
+def test_committed_branch_is_the_manifests_and_bakes_into_the_test_model() -> None:
+    """models/test's branch: the file MANIFEST.json describes, it fits the test model's head and
+    early map, and the baked model's detections are the test model's, bit for bit."""
+    import hashlib
+    import json
+
+    from yolov8_trt_ros.core.embeddings import embedding_dim, learned_embedding, strip_embeddings
+
+    root = Path(__file__).resolve().parents[1] / "models" / "test"
+    path, model_path = root / "yolov8n_synth.reid_branch.npz", root / "yolov8n_synth.onnx"
+    if not path.is_file() or not model_path.is_file():
+        pytest.skip("models/test not present")
+    manifest = json.loads((root / "MANIFEST.json").read_text())["reid_branch"]
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == manifest["sha256"]
+    model = onnx.load(str(model_path))
+    baked = add_embedding_output(strip_embeddings(model), branch=load_branch(path))
+    assert embedding_dim(baked) == 64
+    assert learned_embedding(baked).early_feature == find_early_input(model)[0].tensor
+    x = np.random.default_rng().random((1, 3, 640, 640), dtype=np.float32)
+    import onnxruntime as ort
+
+    def run(m: onnx.ModelProto) -> list[np.ndarray]:
+        session = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        return session.run(["output0", EMBEDDINGS_OUTPUT], {"images": x})
+
+    (before, _), (after, emb) = run(model), run(baked)
+    assert np.array_equal(before, after)
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-4)
