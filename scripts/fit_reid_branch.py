@@ -52,8 +52,7 @@ from torch import nn
 
 from scripts import detect_sequences
 from scripts.evaluate_tracker import embeddings_file, find_sequences
-from scripts.fit_reid_projection import labelled_embeddings
-from scripts.train_reid import supcon_loss
+from scripts.fit_reid_projection import labelled_embeddings, train_supcon, write_fit_info
 from yolov8_trt_ros.core.backends.model_info import EMBEDDINGS_OUTPUT
 from yolov8_trt_ros.core.embeddings import (
     BranchLevel,
@@ -217,33 +216,12 @@ def fit(
     seed: int,
 ) -> tuple[Branch, list[float]]:
     """The branch by SupCon, batches of ``per_batch`` samples from each of a few sequences."""
-    rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    mean, std = standardisation(data, channels)
-    model = Branch(channels, hidden, dim, mean, std)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    tensors = [(torch.from_numpy(x), torch.from_numpy(i)) for x, i in data]
-    losses: list[float] = []
-    for step in range(steps):
-        picks = rng.choice(len(tensors), size=min(sequences_per_batch, len(tensors)), replace=False)
-        xs, ls, gs = [], [], []
-        for g, k in enumerate(picks):
-            x, i = tensors[k]
-            sel = torch.from_numpy(rng.choice(len(x), size=min(per_batch, len(x)), replace=False))
-            xs.append(x[sel])
-            ls.append(i[sel])
-            gs.append(torch.full((len(sel),), g))
-        x = torch.cat(xs)
-        z = model(x, x[:, -1].long())
-        loss = supcon_loss(z, torch.cat(ls), torch.cat(gs), temperature)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        for group in opt.param_groups:
-            group["lr"] = lr * 0.5 * (1 + np.cos(np.pi * (step + 1) / steps))
-        losses.append(loss.item())
-        if step % 200 == 0:
-            print(f"step {step}: loss {np.mean(losses[-200:]):.3f}", flush=True)
+    model = Branch(channels, hidden, dim, *standardisation(data, channels))
+    losses = train_supcon(
+        data, lambda x: model(x, x[:, -1].long()), list(model.parameters()), steps, per_batch,
+        sequences_per_batch, lr, temperature, seed, weight_decay, log_every=200,
+    )  # fmt: skip
     return model.eval(), losses
 
 
@@ -356,16 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_branch(args.out, branch.export())
-    info = {
-        "sequences": len(data),
-        "samples": int(sum(len(i) for _, i in data)),
-        "loss_first_100": float(np.mean(losses[:100])),
-        "loss_last_100": float(np.mean(losses[-100:])),
-        "seconds": round(time.time() - t0, 1),
-        "args": {k: str(v) for k, v in vars(args).items()},
-    }
-    args.out.with_suffix(".json").write_text(json.dumps(info, indent=1) + "\n")
-    print(json.dumps({k: v for k, v in info.items() if k != "args"}))
+    write_fit_info(args, data, losses, t0)
     if args.apply is not None:
         n = apply_to_detections(branch.export(), args.apply, args.apply_out)
         print(f"{n} sequences -> {args.apply_out}")

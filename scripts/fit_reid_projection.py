@@ -31,6 +31,7 @@ import json
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -71,21 +72,25 @@ def labelled_embeddings(
     return (np.concatenate(embs) if embs else np.zeros((0, 0), np.float32)), np.asarray(ids, np.int64)
 
 
-def fit(
+def train_supcon(
     data: list[tuple[F32, npt.NDArray[np.int64]]],
+    embed: Callable[[torch.Tensor], torch.Tensor],
+    params: list[torch.nn.Parameter],
     steps: int,
     per_batch: int,
     sequences_per_batch: int,
     lr: float,
     temperature: float,
     seed: int,
-) -> tuple[F32, list[float]]:
-    """``W`` ``[D, D]`` by SupCon on ``normalize(v @ W)``, batches drawn from a few sequences each."""
+    weight_decay: float = 0.0,
+    log_every: int = 0,
+) -> list[float]:
+    """Fit ``params`` so that ``embed(samples)`` (unit rows) minimises SupCon within a sequence:
+    each step ``per_batch`` samples of each of ``sequences_per_batch`` sequences, AdamW with a
+    cosine learning rate. Shared by the projection and the branch (``fit_reid_branch.py``)."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    dim = data[0][0].shape[1]
-    w = torch.nn.Parameter(torch.eye(dim))
-    opt = torch.optim.Adam([w], lr=lr)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     tensors = [(torch.from_numpy(e), torch.from_numpy(i)) for e, i in data]
     losses: list[float] = []
     for step in range(steps):
@@ -97,15 +102,59 @@ def fit(
             es.append(e[sel])
             ls.append(i[sel])
             gs.append(torch.full((len(sel),), g))
-        z = F.normalize(torch.cat(es) @ w, dim=1)
-        loss = supcon_loss(z, torch.cat(ls), torch.cat(gs), temperature)
+        loss = supcon_loss(embed(torch.cat(es)), torch.cat(ls), torch.cat(gs), temperature)
         opt.zero_grad()
         loss.backward()
         opt.step()
         for group in opt.param_groups:
             group["lr"] = lr * 0.5 * (1 + np.cos(np.pi * (step + 1) / steps))
         losses.append(loss.item())
+        if log_every and step % log_every == 0:
+            print(f"step {step}: loss {np.mean(losses[-log_every:]):.3f}", flush=True)
+    return losses
+
+
+def fit(
+    data: list[tuple[F32, npt.NDArray[np.int64]]],
+    steps: int,
+    per_batch: int,
+    sequences_per_batch: int,
+    lr: float,
+    temperature: float,
+    seed: int,
+) -> tuple[F32, list[float]]:
+    """``W`` ``[D, D]`` by SupCon on ``normalize(v @ W)``, starting at the identity."""
+    torch.manual_seed(seed)
+    w = torch.nn.Parameter(torch.eye(data[0][0].shape[1]))
+    losses = train_supcon(
+        data,
+        lambda v: F.normalize(v @ w, dim=1),
+        [w],
+        steps,
+        per_batch,
+        sequences_per_batch,
+        lr,
+        temperature,
+        seed,
+    )
     return w.detach().numpy().astype(np.float32), losses
+
+
+def write_fit_info(
+    args: argparse.Namespace, data: list[tuple[F32, npt.NDArray[np.int64]]], losses: list[float], t0: float
+) -> None:
+    """``args.out`` with ``.json``: what was fitted on what, the loss at both ends, the time; the
+    same on stdout without the arguments."""
+    info = {
+        "sequences": len(data),
+        "samples": int(sum(len(i) for _, i in data)),
+        "loss_first_100": float(np.mean(losses[:100])),
+        "loss_last_100": float(np.mean(losses[-100:])),
+        "seconds": round(time.time() - t0, 1),
+        "args": {k: str(v) for k, v in vars(args).items()},
+    }
+    args.out.with_suffix(".json").write_text(json.dumps(info, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in info.items() if k != "args"}))
 
 
 def project(emb: F32, w: F32) -> F32:
@@ -161,16 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         args.out.parent.mkdir(parents=True, exist_ok=True)
         np.save(args.out, w)
-        info = {
-            "sequences": len(data),
-            "samples": int(sum(len(i) for _, i in data)),
-            "loss_first_100": float(np.mean(losses[:100])),
-            "loss_last_100": float(np.mean(losses[-100:])),
-            "seconds": round(time.time() - t0, 1),
-            "args": {k: str(v) for k, v in vars(args).items()},
-        }
-        args.out.with_suffix(".json").write_text(json.dumps(info, indent=1) + "\n")
-        print(json.dumps({k: v for k, v in info.items() if k != "args"}))
+        write_fit_info(args, data, losses, t0)
     if args.apply is not None:
         if args.apply_out is None:
             ap.error("--apply needs --apply-out")
