@@ -21,11 +21,15 @@ detections stay bit-identical.
 ``--branch`` replaces the fixed reduction by a small learned head per level (JDE's embedding
 branch, trained with the detector frozen by ``scripts/fit_reid_branch.py``):
 
-    x_l -> Conv 3x3 (C_l -> H) -> SiLU -> Conv 1x1 (H -> D) -> Transpose -> Reshape(B, H*W, D)   per level
+    x_l [-> Concat(x_l, AveragePool(e))] -> Conv 3x3 (C -> H) -> SiLU -> Conv 1x1 (H -> D)
+        -> Transpose -> Reshape(B, H*W, D)   per level
         -> Concat(axis=1) -> x / max(ReduceL2(x), 1e-12) -> Transpose(0,2,1) -> embeddings
 
 It sees every channel of a cell and its 3x3 neighbourhood, where the reduction keeps one mean
-of 2-4 channels; the detector's nodes and ``output0`` stay bit-identical all the same.
+of 2-4 channels; a branch whose first conv takes more channels than ``x_l`` has also reads ``e``,
+the early backbone map (:data:`EARLY_NODE`, stride 4) pooled to the level's cells, whose colour
+and texture the neck has folded into classes. The detector's nodes and ``output0`` stay
+bit-identical all the same.
 
 Graph surgery with onnx tooling rather than a re-export: it works on any ultralytics YOLOv8
 ONNX (the committed test model, a user's own export) without torch, and it only *adds* nodes,
@@ -382,32 +386,33 @@ def add_embedding_output(
     return out
 
 
-def find_early_input(model: onnx.ModelProto) -> tuple[HeadInput, int]:
+def _chw(inferred: onnx.ModelProto, tensor: str) -> tuple[int, int, int] | None:
+    """Static channels, height and width of a 4-D tensor after shape inference, else None."""
+    for info in inferred.graph.value_info:
+        dims = info.type.tensor_type.shape.dim
+        if info.name == tensor and len(dims) == 4 and all(d.dim_value for d in dims[1:]):
+            return int(dims[1].dim_value), int(dims[2].dim_value), int(dims[3].dim_value)
+    return None
+
+
+def find_early_input(
+    model: onnx.ModelProto, inferred: onnx.ModelProto | None = None
+) -> tuple[HeadInput, int]:
     """The early backbone map (:data:`EARLY_NODE`) as a ``HeadInput`` (level -1) and its
-    height, for the pooling to each level; :class:`EmbeddingGraphError` if absent."""
+    height, for the pooling to each level; :class:`EmbeddingGraphError` if absent. ``inferred``:
+    ``model`` after shape inference, if the caller has it."""
     import onnx
 
     node = next((n for n in model.graph.node if n.name == EARLY_NODE), None)
     if node is None or not node.output:
         raise EmbeddingGraphError(f"no node named {EARLY_NODE!r} (the first C2f of an ultralytics YOLOv8)")
-    tensor = node.output[0]
-    inferred = onnx.shape_inference.infer_shapes(model)
-    for info in inferred.graph.value_info:
-        dims = info.type.tensor_type.shape.dim
-        if info.name == tensor and len(dims) == 4 and dims[1].dim_value and dims[2].dim_value:
-            early = HeadInput(-1, node.name, tensor, int(dims[1].dim_value), _elem_type(inferred, tensor))
-            return early, int(dims[2].dim_value)
-    raise EmbeddingGraphError(f"cannot tell the shape of {tensor} (a static-size export is needed)")
-
-
-def _height(model: onnx.ModelProto, tensor: str) -> int:
-    import onnx
-
-    for info in onnx.shape_inference.infer_shapes(model).graph.value_info:
-        dims = info.type.tensor_type.shape.dim
-        if info.name == tensor and len(dims) == 4 and dims[2].dim_value:
-            return int(dims[2].dim_value)
-    raise EmbeddingGraphError(f"cannot tell the height of {tensor} (a static-size export is needed)")
+    inferred = inferred or onnx.shape_inference.infer_shapes(model)
+    chw = _chw(inferred, node.output[0])
+    if chw is None:
+        raise EmbeddingGraphError(
+            f"cannot tell the shape of {node.output[0]} (a static-size export is needed)"
+        )
+    return HeadInput(-1, node.name, node.output[0], chw[0], _elem_type(inferred, node.output[0])), chw[1]
 
 
 def branch_inputs(
@@ -416,14 +421,21 @@ def branch_inputs(
     """Per level, the tensor a branch reading early features takes: the head's input with the
     early map average-pooled to its cells concatenated (``[B, C_l + C_e, H_l, W_l]``), and
     its channels; plus the nodes that make them (names under ``prefix``)."""
+    import onnx
     from onnx import helper
 
-    early, early_height = find_early_input(model)
+    inferred = onnx.shape_inference.infer_shapes(model)
+    early, early_height = find_early_input(model, inferred)
     if early.elem_type != head[0].elem_type:
         raise EmbeddingGraphError(f"{early.tensor} and {head[0].tensor} differ in precision")
     tensors, channels, nodes = [], [], []
     for h in head:
-        kernel = early_height // _height(model, h.tensor)
+        chw = _chw(inferred, h.tensor)
+        if chw is None:
+            raise EmbeddingGraphError(
+                f"cannot tell the height of {h.tensor} (a static-size export is needed)"
+            )
+        kernel = early_height // chw[1]
         pooled = f"{prefix}/level{h.level}/early/AveragePool_output_0"
         nodes.append(
             helper.make_node(

@@ -366,10 +366,7 @@ class CudaBackend:
         with torch.cuda.stream(self._torch_stream), torch.inference_mode():
             try:
                 self._model(torch.zeros((1, 3, *size), dtype=self._dtype, device=self.device))
-            except (
-                ValueError,
-                RuntimeError,
-            ) as exc:  # channels that do not reduce, a branch that does not fit
+            except (ValueError, RuntimeError) as exc:  # unreducible channels, an unfitting branch
                 raise BackendError(f"embeddings: {exc}") from exc
             self.embedding_dim = int(tap.take().shape[-1])
         self._torch_stream.synchronize()
