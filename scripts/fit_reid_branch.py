@@ -6,7 +6,10 @@ most of what the Detect head receives, and a map learnt on its 64 values found t
 identity (``scripts/fit_reid_projection.py``, ``benchmarks/tracking.md``); fine-tuning the
 detector for identity made it a worse detector. This script keeps the detector bit-identical
 and learns a head per pyramid level that sees every channel of the kept anchor's cell and its
-3x3 neighbourhood: ``Conv 3x3 (C_l -> H) -> SiLU -> Conv 1x1 (H -> D)``, L2-normalised.
+3x3 neighbourhood: ``Conv 3x3 (C_l -> H) -> SiLU -> Conv 1x1 (H -> D)``, L2-normalised. With
+``--early`` it also reads the first C2f's stride-4 map pooled to the level's cells, which keeps
+the colour and texture the neck folded into classes: on the test model that is what carries
+identity (``benchmarks/tracking.md``).
 
 How, without a GPU or a training graph:
 
@@ -20,11 +23,15 @@ How, without a GPU or a training graph:
    is trained by supervised contrastive loss within a sequence (``train_reid.supcon_loss``), on
    the CPU; inputs standardised per channel, folded back into the first conv on export.
 
-    python scripts/fit_reid_branch.py --model models/test/yolov8n_synth.onnx \\
+    python scripts/fit_reid_branch.py --early --model models/test/yolov8n_synth.onnx \\
         --sequences data/reid_train/tracking --out runs/branch/branch.npz \\
         --onnx-out runs/branch/yolov8n_synth.onnx
     # later, or for another copy of the model:
     python -m yolov8_trt_ros.core.embeddings MODEL.onnx -o OUT.onnx --replace --branch runs/branch/branch.npz
+
+``--apply PATCH_DETS --apply-out DIR`` (after training, or with ``--branch B.npz`` instead) maps
+the patch model's detections of other sequences (``--patch-model-out`` keeps that model) through
+the branch: a branch is compared on held-out sequences without re-running detection.
 
 The output model's detections are the input model's, bit for bit; only ``embeddings`` changes
 (D = ``--dim``). Every backend computes the branch: ONNX Runtime and TensorRT in the graph, the
