@@ -44,3 +44,28 @@ def test_reid_switch_follows_what_the_engine_was_loaded_with(rclpy_session, dete
         assert all(r.successful for r in probe.set_params(reid__enabled=True))
         assert probe.send_and_wait(image_msg(frame, stamp_sec=2)) is not None
         assert proc.alive()
+
+
+def test_node_runs_a_model_with_a_learned_branch(rclpy_session, tmp_path):
+    """The test model with the committed learned branch baked in (what docs/tracking.md tells
+    users to run), with the evaluated settings: the node loads it with its 64-value embeddings and
+    answers frames with tracked detections."""
+    from pathlib import Path
+
+    from yolov8_trt_ros.core.embeddings import add_embedding_output_file, load_branch
+    from yolov8_trt_ros.core.sources import iter_frames
+
+    root = Path(__file__).resolve().parents[1] / "models" / "test"
+    if not (root / "yolov8n_synth.reid_branch.npz").is_file() or not (root / "yolov8n_synth.onnx").is_file():
+        pytest.skip("models/test not present")
+    model = tmp_path / "yolov8n_synth_reid.onnx"
+    branch = load_branch(root / "yolov8n_synth.reid_branch.npz")
+    assert add_embedding_output_file(root / "yolov8n_synth.onnx", model, branch=branch, replace=True) == 64
+    params = {**_params(model, True), "reid.gallery_thresh": 0.8, "tracker.class_aware": True}
+    frames = list(iter_frames("synthetic:0", synthetic_frames=4))
+    with node_and_probe("reid_branch_detector", params, tmp_path, subscribed=True) as (proc, probe):
+        assert "embeddings D=64" in proc.log()
+        answers = [probe.send_and_wait(image_msg(f, stamp_sec=i + 1)) for i, f in enumerate(frames)]
+        assert sum(len(a.detections) for a in answers) > 0
+        assert all(d.id for d in answers[-1].detections)  # tracked: every published box has a track id
+        assert proc.alive()
