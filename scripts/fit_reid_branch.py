@@ -59,7 +59,7 @@ from torch import nn
 
 from scripts import detect_sequences
 from scripts.evaluate_tracker import embeddings_file, find_sequences
-from scripts.fit_reid_projection import labelled_embeddings, train_supcon, write_fit_info
+from scripts.fit_reid_projection import SupConSchedule, labelled_embeddings, train_supcon, write_fit_info
 from yolov8_trt_ros.core.backends.model_info import EMBEDDINGS_OUTPUT
 from yolov8_trt_ros.core.embeddings import (
     BranchLevel,
@@ -214,21 +214,14 @@ def fit(
     channels: list[int],
     hidden: int,
     dim: int,
-    steps: int,
-    per_batch: int,
-    sequences_per_batch: int,
-    lr: float,
-    weight_decay: float,
-    temperature: float,
-    seed: int,
+    schedule: SupConSchedule,
 ) -> tuple[Branch, list[float]]:
     """The branch by SupCon, batches of ``per_batch`` samples from each of a few sequences."""
-    torch.manual_seed(seed)
+    torch.manual_seed(schedule.seed)  # the initial weights
     model = Branch(channels, hidden, dim, *standardisation(data, channels))
     losses = train_supcon(
-        data, lambda x: model(x, x[:, -1].long()), list(model.parameters()), steps, per_batch,
-        sequences_per_batch, lr, temperature, seed, weight_decay, log_every=200,
-    )  # fmt: skip
+        data, lambda x: model(x, x[:, -1].long()), list(model.parameters()), schedule, log_every=200
+    )
     return model.eval(), losses
 
 
@@ -335,10 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     if not data:
         ap.error("no detection matched a ground-truth box")
     print(f"{sum(len(i) for _, i in data)} samples from {len(data)} sequences ({time.time() - t0:.0f} s)")
-    branch, losses = fit(
-        data, channels, args.hidden, args.dim, args.steps, args.per_batch, args.sequences_per_batch,
-        args.lr, args.weight_decay, args.temperature, args.seed,
-    )  # fmt: skip
+    branch, losses = fit(data, channels, args.hidden, args.dim, SupConSchedule.from_args(args))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_branch(args.out, branch.export())
     write_fit_info(args, data, losses, t0)

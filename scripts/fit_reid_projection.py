@@ -32,6 +32,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -72,71 +73,64 @@ def labelled_embeddings(
     return (np.concatenate(embs) if embs else np.zeros((0, 0), np.float32)), np.asarray(ids, np.int64)
 
 
+@dataclass(frozen=True)
+class SupConSchedule:
+    """How :func:`train_supcon` samples and steps (each script's argparse gives the defaults)."""
+
+    steps: int
+    per_batch: int  #: samples drawn from each sequence of a batch
+    sequences_per_batch: int
+    lr: float  #: peak, cosine-annealed to 0
+    temperature: float
+    seed: int
+    weight_decay: float = 0.0
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> SupConSchedule:
+        """The fields ``args`` has (``--weight-decay`` is the branch's only)."""
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)})
+
+
 def train_supcon(
     data: list[tuple[F32, npt.NDArray[np.int64]]],
     embed: Callable[[torch.Tensor], torch.Tensor],
     params: list[torch.nn.Parameter],
-    steps: int,
-    per_batch: int,
-    sequences_per_batch: int,
-    lr: float,
-    temperature: float,
-    seed: int,
-    weight_decay: float = 0.0,
+    schedule: SupConSchedule,
     log_every: int = 0,
 ) -> list[float]:
     """Fit ``params`` so that ``embed(samples)`` (unit rows) minimises SupCon within a sequence:
     each step ``per_batch`` samples of each of ``sequences_per_batch`` sequences, AdamW with a
     cosine learning rate. Shared by the projection and the branch (``fit_reid_branch.py``)."""
-    rng = np.random.default_rng(seed)
-    torch.manual_seed(seed)
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    rng = np.random.default_rng(schedule.seed)
+    torch.manual_seed(schedule.seed)
+    opt = torch.optim.AdamW(params, lr=schedule.lr, weight_decay=schedule.weight_decay)
     tensors = [(torch.from_numpy(e), torch.from_numpy(i)) for e, i in data]
     losses: list[float] = []
-    for step in range(steps):
-        picks = rng.choice(len(tensors), size=min(sequences_per_batch, len(tensors)), replace=False)
+    for step in range(schedule.steps):
+        picks = rng.choice(len(tensors), size=min(schedule.sequences_per_batch, len(tensors)), replace=False)
         es, ls, gs = [], [], []
         for g, k in enumerate(picks):
             e, i = tensors[k]
-            sel = torch.from_numpy(rng.choice(len(e), size=min(per_batch, len(e)), replace=False))
+            sel = torch.from_numpy(rng.choice(len(e), size=min(schedule.per_batch, len(e)), replace=False))
             es.append(e[sel])
             ls.append(i[sel])
             gs.append(torch.full((len(sel),), g))
-        loss = supcon_loss(embed(torch.cat(es)), torch.cat(ls), torch.cat(gs), temperature)
+        loss = supcon_loss(embed(torch.cat(es)), torch.cat(ls), torch.cat(gs), schedule.temperature)
         opt.zero_grad()
         loss.backward()
         opt.step()
         for group in opt.param_groups:
-            group["lr"] = lr * 0.5 * (1 + np.cos(np.pi * (step + 1) / steps))
+            group["lr"] = schedule.lr * 0.5 * (1 + np.cos(np.pi * (step + 1) / schedule.steps))
         losses.append(loss.item())
         if log_every and step % log_every == 0:
             print(f"step {step}: loss {np.mean(losses[-log_every:]):.3f}", flush=True)
     return losses
 
 
-def fit(
-    data: list[tuple[F32, npt.NDArray[np.int64]]],
-    steps: int,
-    per_batch: int,
-    sequences_per_batch: int,
-    lr: float,
-    temperature: float,
-    seed: int,
-) -> tuple[F32, list[float]]:
+def fit(data: list[tuple[F32, npt.NDArray[np.int64]]], schedule: SupConSchedule) -> tuple[F32, list[float]]:
     """``W`` ``[D, D]`` by SupCon on ``normalize(v @ W)``, starting at the identity."""
-    torch.manual_seed(seed)
     w = torch.nn.Parameter(torch.eye(data[0][0].shape[1]))
-    losses = train_supcon(
-        data,
-        lambda v: F.normalize(v @ w, dim=1),
-        [w],
-        steps,
-        per_batch,
-        sequences_per_batch,
-        lr,
-        temperature,
-        seed,
-    )
+    losses = train_supcon(data, lambda v: F.normalize(v @ w, dim=1), [w], schedule)
     return w.detach().numpy().astype(np.float32), losses
 
 
@@ -205,9 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         data = [d for d in data if len(d[1]) > 1]
         if not data:
             ap.error("no detection matched a ground-truth box")
-        w, losses = fit(
-            data, args.steps, args.per_batch, args.sequences_per_batch, args.lr, args.temperature, args.seed
-        )
+        w, losses = fit(data, SupConSchedule.from_args(args))
         args.out.parent.mkdir(parents=True, exist_ok=True)
         np.save(args.out, w)
         write_fit_info(args, data, losses, t0)

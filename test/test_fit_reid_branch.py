@@ -14,7 +14,7 @@ onnx = pytest.importorskip("onnx")
 from _yolo_models import TEST_IMGSZ, yaml_onnx  # noqa: E402
 from scripts.evaluate_tracker import read_sequence, write_synthetic  # noqa: E402
 from scripts.fit_reid_branch import Branch, embed_patches, fit, main, patch_model  # noqa: E402
-from scripts.fit_reid_projection import labelled_embeddings  # noqa: E402
+from scripts.fit_reid_projection import SupConSchedule, labelled_embeddings  # noqa: E402
 from yolov8_trt_ros.core.embeddings import (  # noqa: E402
     EMBEDDINGS_OUTPUT,
     add_embedding_output,
@@ -180,7 +180,10 @@ def test_fit_separates_identities_it_has_not_seen(tmp_path) -> None:
     data = [
         labelled_embeddings(s, tmp_path / "patches", 0.5, 0.5) for s in sorted((tmp_path / "train").iterdir())
     ]
-    branch, _ = fit(data, channels, 32, 16, 400, 256, 4, 1e-3, 1e-2, 0.1, 0)
+    schedule = SupConSchedule(
+        steps=400, per_batch=256, sequences_per_batch=4, lr=1e-3, temperature=0.1, seed=0, weight_decay=1e-2
+    )
+    branch, _ = fit(data, channels, 32, 16, schedule)
     levels = branch.export()
     x, ids = labelled_embeddings(test_seq, tmp_path / "test_patches", 0.5, 0.5)
     level = x[:, -1].astype(int)

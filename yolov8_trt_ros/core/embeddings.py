@@ -378,7 +378,7 @@ def add_embedding_output(
         info["method"] = "learned branch per level: Conv 3x3 -> SiLU -> Conv 1x1"
         info["branch"] = BRANCH.format(level="<l>", name="<w1|b1|w2|b2>")
         if reads_early:
-            info["early_feature"] = find_early_input(model)[0].tensor
+            info["early_feature"] = early_nodes[0].input[0]  # the pooled map, found by branch_inputs
     if projection is not None:  # key absent otherwise: older models' metadata stays byte-equal
         info["projection"] = PROJECTION
     out.metadata_props.add(key=META_EMBEDDINGS, value=json.dumps(info, sort_keys=True))
