@@ -160,7 +160,7 @@ def pipeline_fps(args: argparse.Namespace, width: int, height: int, batch: int, 
 # --- the node ----------------------------------------------------------------------------
 @contextlib.contextmanager
 def node_process(
-    args: argparse.Namespace, entry: str, topics: list[str], log: Path
+    args: argparse.Namespace, entry: str, topics: list[str], log: Path, intake: str = "auto"
 ) -> Iterator[subprocess.Popen]:
     params: dict[str, Any] = {
         "autostart": True,
@@ -172,6 +172,7 @@ def node_process(
         "batch_size": max(1, len(topics)),
         "max_batch_size": max(1, len(topics)),
         "tracker.enabled": True,
+        "image_intake": intake,
     }
     if len(topics) > 1:
         params["image_topics"] = topics
@@ -320,6 +321,11 @@ def main() -> int:
     ap.add_argument(
         "--entries", default="detector_node,bringup", help="also relay: the middleware floor, no inference"
     )
+    ap.add_argument(
+        "--intakes",
+        default="auto",
+        help="image_intake values to run the node entries with, e.g. rcl,executor",
+    )
     ap.add_argument("--sizes", default="640x480,1920x1080")
     ap.add_argument(
         "--rates", default="30,60,240,1000,0", help="Hz per camera; 0 = as fast as the publisher can"
@@ -355,28 +361,34 @@ def main() -> int:
 
     rclpy.init()
     tmp = Path(tempfile.mkdtemp())
-    for entry in args.entries.split(","):
-        for n in cameras:
-            topics = ["/image"] if n == 1 else [f"/cam{i}/image" for i in range(n)]
-            det_topics = ["/detections"] if n == 1 else [f"/cam{i}/detections" for i in range(n)]
-            log = tmp / f"{entry}_{n}.log"
-            with node_process(args, entry, topics, log) as proc:
-                listener = Listener(det_topics)
-                phases = (
-                    [(s, r) for s in sizes for r in rates]
-                    if n == 1
-                    else [(sizes[0], r) for r in (float(x) for x in args.multi_rates.split(","))]
-                )
-                for size, rate in phases:
-                    if proc.poll() is not None:
-                        print(f"node exited ({proc.returncode}); log:\n{log.read_text()[-3000:]}", flush=True)
-                        break
-                    row = run_phase(topics, size, rate, args.seconds, listener)
-                    row["entry"] = entry
-                    result["phases"].append(row)
-                    print(json.dumps(row), flush=True)
-                listener.close()
-            print(f"--- {entry} x{n} node log tail:\n" + log.read_text()[-1500:], flush=True)
+    runs = [
+        (entry, intake, n)
+        for entry in args.entries.split(",")
+        for intake in (["-"] if entry == "relay" else args.intakes.split(","))
+        for n in cameras
+    ]
+    for entry, intake, n in runs:
+        topics = ["/image"] if n == 1 else [f"/cam{i}/image" for i in range(n)]
+        det_topics = ["/detections"] if n == 1 else [f"/cam{i}/detections" for i in range(n)]
+        log = tmp / f"{entry}_{intake}_{n}.log"
+        with node_process(args, entry, topics, log, intake) as proc:
+            listener = Listener(det_topics)
+            phases = (
+                [(s, r) for s in sizes for r in rates]
+                if n == 1
+                else [(sizes[0], r) for r in (float(x) for x in args.multi_rates.split(","))]
+            )
+            for size, rate in phases:
+                if proc.poll() is not None:
+                    print(f"node exited ({proc.returncode}); log:\n{log.read_text()[-3000:]}", flush=True)
+                    break
+                row = run_phase(topics, size, rate, args.seconds, listener)
+                row["entry"] = entry
+                row["intake"] = intake
+                result["phases"].append(row)
+                print(json.dumps(row), flush=True)
+            listener.close()
+        print(f"--- {entry} ({intake}) x{n} node log tail:\n" + log.read_text()[-1500:], flush=True)
     rclpy.try_shutdown()
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
@@ -393,14 +405,14 @@ def write_markdown(path: Path, r: dict) -> None:
         "- pipeline alone (`process_stream`, same frames, same process kind): "
         + ", ".join(f"{k} {v} FPS" for k, v in r["pipeline_fps"].items()),
         "",
-        "| entry point | cameras | size | requested Hz/camera | input Hz | `/detections` Hz | "
+        "| entry point | intake | cameras | size | requested Hz/camera | input Hz | `/detections` Hz | "
         "latency p50 / p90 (ms) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for p in r["phases"]:
         req = "flood" if p["rate_requested"] == FLOOD else f"{p['rate_requested']:g}"
         lines.append(
-            f"| {p['entry']} | {p['cameras']} | {p['size']} | {req} | "
+            f"| {p['entry']} | {p.get('intake', 'auto')} | {p['cameras']} | {p['size']} | {req} | "
             f"{' + '.join(f'{x:g}' for x in p['input_hz'])} | "
             f"{' + '.join(f'{x:g}' for x in p['detections_hz'])} | "
             f"{p['latency_ms_p50']} / {p['latency_ms_p90']} |"

@@ -71,7 +71,7 @@ def frame_header(header: Header) -> FrameHeader:
     return FrameHeader(header.stamp.sec, header.stamp.nanosec, header.frame_id)
 
 
-def raw_image_to_array(raw: bytes, max_pixels: int) -> tuple[np.ndarray, str, FrameHeader]:
+def raw_image_to_array(raw: bytes | memoryview, max_pixels: int) -> tuple[np.ndarray, str, FrameHeader]:
     """``image_to_array`` for the bytes of a ``raw=True`` Image subscription, plus its header.
 
     The array is a view into ``raw`` (no pixel copied); raises ImageError on bad bytes or image.
@@ -80,7 +80,7 @@ def raw_image_to_array(raw: bytes, max_pixels: int) -> tuple[np.ndarray, str, Fr
     return (*image_to_array(view, max_pixels), view.header)
 
 
-def raw_compressed_to_array(raw: bytes, max_pixels: int) -> tuple[np.ndarray, str, FrameHeader]:
+def raw_compressed_to_array(raw: bytes | memoryview, max_pixels: int) -> tuple[np.ndarray, str, FrameHeader]:
     """``compressed_to_array`` for the bytes of a ``raw=True`` CompressedImage subscription."""
     msg = parse_compressed_image(raw)
     return decode_compressed(msg.data, max_pixels=max_pixels), "bgr8", msg.header

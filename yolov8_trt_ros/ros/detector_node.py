@@ -40,7 +40,7 @@ from yolov8_trt_ros.ros import conversions, signals, spin
 from yolov8_trt_ros.ros.cameras import Camera, cameras_from
 from yolov8_trt_ros.ros.debug_image import DebugFrame, DebugImagePublisher
 from yolov8_trt_ros.ros.diagnostics import DIAGNOSTICS_QOS, DIAGNOSTICS_TOPIC, NodeDiagnostics
-from yolov8_trt_ros.ros.frame_gate import SequenceGaps, SlotGate
+from yolov8_trt_ros.ros.frame_gate import SequenceGaps, SlotGate, TakenElsewhere
 from yolov8_trt_ros.ros.labels import LABEL_INFO_QOS, LABEL_INFO_TOPIC, label_info_msg
 from yolov8_trt_ros.ros.model_update import ModelUpdater
 from yolov8_trt_ros.ros.parameters import (
@@ -51,6 +51,8 @@ from yolov8_trt_ros.ros.parameters import (
     declare_all,
     validate_values,
 )
+from yolov8_trt_ros.ros.rcl_intake import RclIntake
+from yolov8_trt_ros.ros.rcl_take import RclLibrary
 from yolov8_trt_ros.ros.sd_notify import SystemdNotifier
 from yolov8_trt_ros.ros.serialization import (
     DetectionArrayWriter,
@@ -113,6 +115,8 @@ class YoloDetectorNode(LifecycleNode):
         self._worker: InferenceWorker | None = None
         self._debug: DebugImagePublisher | None = None
         self._frame_guard: Any = None
+        self._intake: RclIntake | None = None
+        self._intake_kind = "none"  # "rcl" or "executor" while active
         self._subs: list[Any] = []
         # Not ``_timers``: that is rclpy's own list of the node's timers.
         self._run_timers: list[Any] = []
@@ -215,22 +219,31 @@ class YoloDetectorNode(LifecycleNode):
             self.get_logger().error("the previous inference thread is still running; activate refused")
             return TransitionCallbackReturn.FAILURE
         assert self.pipeline is not None
-        # The inference thread wakes the executor when it frees a slot: that camera's gated
-        # subscription is then waited on again and its newest frame taken (ros/frame_gate.py).
-        self._frame_guard = self.create_guard_condition(lambda: None)
-        slots = self._slots = FrameSlots(range(len(self._cameras)), on_taken=self._frame_guard.trigger)
+        # The inference thread announces a freed slot (FrameSlots.on_taken): that camera's
+        # newest frame is then taken, by the rcl intake's thread or by the executor.
+        slots = self._slots = FrameSlots(range(len(self._cameras)), on_taken=self._slot_freed)
         slots.open()
+        self._intake_kind = self._choose_intake()
+        by_intake = self._intake_kind == "rcl"
+        if not by_intake:  # the executor waits on the gates again when a slot frees
+            self._frame_guard = self.create_guard_condition(lambda: None)
         qos = self._opts.image_qos()
         for index, cam in enumerate(self._cameras):
             # raw: the callback gets the serialized bytes, parsed on the inference thread without
             # copying the pixels (rclpy's message conversion copies them, ~1.6 ms at 1080p).
             msg_type = CompressedImage if cam.compressed else Image
             callback = functools.partial(self._on_image, index)
-            gate = SlotGate(functools.partial(self._slot_free, slots, index))
+            ready = functools.partial(self._slot_free, slots, index)
+            group = TakenElsewhere() if by_intake else SlotGate(ready)
             cam.gaps = SequenceGaps()
             self._subs.append(
-                self.create_subscription(msg_type, cam.topic, callback, qos, raw=True, callback_group=gate)
+                self.create_subscription(msg_type, cam.topic, callback, qos, raw=True, callback_group=group)
             )
+        if by_intake:
+            ready_camera = functools.partial(self._slot_free, slots)
+            errors = functools.partial(self._bad_input, "intake_error")
+            self._intake = RclIntake(self, self._subs, ready_camera, self._on_image, errors)
+            self._intake.start()
         max_batch = min(len(self._cameras), self.pipeline.backend.info.max_batch_size, self._batch_size())
         fill = self._opts.batch_timeout_ms / 1000.0
         self._debug = DebugImagePublisher(self._debug_published, self._debug_dropped, self._debug_error)
@@ -348,8 +361,34 @@ class YoloDetectorNode(LifecycleNode):
             self.destroy_publisher(self._label_pub)
             self._label_pub = None
 
+    def _choose_intake(self) -> str:
+        """``rcl`` where the ctypes bindings load (``image_intake`` auto or rcl), else ``executor``."""
+        wanted = self._opts.image_intake
+        if wanted != "executor":
+            try:
+                RclLibrary.load()
+            except (OSError, AttributeError) as exc:
+                log = self.get_logger().error if wanted == "rcl" else self.get_logger().info
+                log(f"image intake: rcl cannot be bound here ({exc}); rclpy's executor takes the frames")
+            else:
+                return "rcl"
+        return "executor"
+
+    def _slot_freed(self) -> None:
+        """From the inference thread: a camera's slot is free, take its next frame."""
+        intake, guard = self._intake, self._frame_guard
+        if intake is not None:
+            intake.wake()
+        elif guard is not None:
+            guard.trigger()
+
     def _stop_processing(self) -> None:
-        """Subscriptions and timers first (no new frames), then the threads."""
+        """The intake, subscriptions and timers first (no new frames), then the other threads."""
+        intake, self._intake = self._intake, None
+        if intake is not None and not intake.stop(timeout=5.0):
+            # It holds the subscriptions in use, so destroying them below waits for it.
+            self.get_logger().error("image intake thread did not stop within 5 s")
+        self._intake_kind = "none"
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs = []
@@ -374,8 +413,8 @@ class YoloDetectorNode(LifecycleNode):
         """The gate of a camera's subscription: open while its slot is empty (and slots open)."""
         return not slots.closed and not slots.waiting(camera)
 
-    def _on_image(self, camera: int, raw: bytes, info: MessageInfo) -> None:
-        """The executor's only per-frame work: count and store the bytes (keep-last per camera)."""
+    def _on_image(self, camera: int, raw: bytes | memoryview, info: MessageInfo | dict[str, int]) -> None:
+        """The intake's (or executor's) only per-frame work: count and store the bytes (keep-last)."""
         overwritten = self._cameras[camera].gaps.update(info)
         if overwritten:  # reached the subscription, never taken: received and dropped
             self.counters.inc("received", overwritten)
@@ -388,7 +427,7 @@ class YoloDetectorNode(LifecycleNode):
         if slots is not None and slots.put(camera, (camera, raw)):
             self._diag.frame_dropped()
 
-    def _decode(self, item: tuple[int, bytes]) -> tuple[np.ndarray, str, FrameHeader]:
+    def _decode(self, item: tuple[int, bytes | memoryview]) -> tuple[np.ndarray, str, FrameHeader]:
         camera, raw = item
         max_pixels = self._opts.max_image_pixels
         if self._cameras[camera].compressed:
@@ -507,6 +546,7 @@ class YoloDetectorNode(LifecycleNode):
         backend = pipeline.backend if pipeline is not None else None
         values = self._diag.values(self._state, self.profiler, backend, self._opts.enable)
         values["waiting_frame_age_s"] = f"{self.waiting_frame_age_s():.2f}"
+        values["image_intake"] = self._intake_kind
         return values
 
     def waiting_frame_age_s(self) -> float:

@@ -60,3 +60,20 @@ class SequenceGaps:
         if last is None or number <= last:
             return 0
         return number - last - 1
+
+
+class TakenElsewhere(CallbackGroup):
+    """Never run by an executor: the subscriptions of the rcl intake (``ros/rcl_intake.py``).
+
+    Their messages are waited on and taken by the intake's own thread; an executor that also
+    waited on them would wake for every frame and take them from under it.
+    """
+
+    def can_execute(self, entity: Any) -> bool:
+        return False
+
+    def beginning_execution(self, entity: Any) -> bool:
+        return False
+
+    def ending_execution(self, entity: Any) -> None:
+        pass

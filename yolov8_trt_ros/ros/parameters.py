@@ -48,6 +48,9 @@ from yolov8_trt_ros.core.config import (
 from yolov8_trt_ros.core.pipeline import PipelineConfig
 
 RELIABILITY = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
+#: Who takes frames from the image subscriptions: the rcl intake thread (``ros/rcl_intake.py``),
+#: rclpy's executor, or the first where it can be bound.
+INTAKES = ("auto", "rcl", "executor")
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ class NodeOptions:
     # 1: the history holds only the newest frame, the one the gated subscription takes next
     # (ros/frame_gate.py); a deeper history would hand over older frames first.
     image_qos_depth: int = 1
+    image_intake: str = "auto"
     image_topics: tuple[str, ...] = ()  # empty: the single ``image`` topic
     batch_timeout_ms: float = 10.0
     labels_file: str = ""
@@ -96,6 +100,8 @@ class NodeOptions:
         if self.image_reliability not in RELIABILITY:
             choices = ", ".join(RELIABILITY)
             errors.append(f"image_reliability={self.image_reliability!r} must be one of: {choices}")
+        if self.image_intake not in INTAKES:
+            errors.append(f"image_intake={self.image_intake!r} must be one of: {', '.join(INTAKES)}")
         if not isinstance(self.image_qos_depth, int) or not 1 <= self.image_qos_depth <= 1000:
             errors.append(f"image_qos_depth={self.image_qos_depth!r} must be in [1, 1000]")
         if not _finite_in(self.batch_timeout_ms, 0.0, 1000.0):
@@ -507,6 +513,14 @@ PARAMS: tuple[ParamSpec, ...] = (
         "image subscription QoS depth (keep last)",
         reactivate=True,
         int_range=(1, 1000),
+    ),
+    _spec(
+        "node",
+        "image_intake",
+        "who takes frames: rcl (a thread of its own, GIL released while it waits and copies), "
+        "executor (rclpy's), auto (rcl where it can be bound, else executor)",
+        reactivate=True,
+        choices=INTAKES,
     ),
     _spec(
         "node",

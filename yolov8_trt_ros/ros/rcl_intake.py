@@ -1,0 +1,136 @@
+"""Camera frames taken from the middleware on a thread of their own, without the GIL.
+
+The image subscriptions are ordinary rclpy subscriptions (QoS, graph, ``ros2 node info`` as
+usual) in a callback group the executor never runs (:class:`~.frame_gate.TakenElsewhere`).
+This thread waits on them in ``rcl_wait`` and takes each frame with
+``rcl_take_serialized_message`` into a reused buffer (``ros/rcl_take.py``), both without the
+GIL, and hands the node a memoryview of that buffer, exactly what rclpy hands a ``raw=True``
+callback, minus rclpy's second copy into a fresh ``bytes``. It waits only on the cameras whose
+slot is free (the gate of ``ros/frame_gate.py``); the inference thread wakes it through a
+guard condition when a slot frees.
+
+Why: rclpy's take holds the GIL while it copies the frame twice, and the executor's wait-set
+rebuild is Python too; both ran beside the inference thread, which needs the GIL between its
+GPU launches (``benchmarks/node_rate.md``). Here the only Python per frame is the header's
+parse and the hand-over.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from typing import Any
+
+from rclpy.guard_condition import GuardCondition
+from rclpy.node import Node
+
+from yolov8_trt_ros.ros.rcl_take import RET_TIMEOUT, RclLibrary, ReceiveBuffers, WaitSet, take_newest
+
+LOG = logging.getLogger(__name__)
+
+#: (camera index, serialized message, message info as rclpy gives it)
+OnFrame = Callable[[int, memoryview, dict[str, int]], None]
+#: Buffers per camera: the one being filled, one waiting, the inference thread's two and the
+#: debug image's queue, with room to spare; beyond it the camera waits for one to free.
+BUFFERS_PER_CAMERA = 16
+ERROR_PAUSE_S = 0.1
+
+
+class RclIntake:
+    """One thread taking the newest frame of every camera whose slot is free (module docstring)."""
+
+    def __init__(
+        self,
+        node: Node,
+        subscriptions: Sequence[Any],
+        ready: Callable[[int], bool],
+        on_frame: OnFrame,
+        on_error: Callable[[str], None],
+        poll_s: float = 0.1,
+    ) -> None:
+        """``ready(i)``: camera i may deliver; ``on_error`` gets each failure's text (thread-safe)."""
+        self._lib = RclLibrary.load()
+        self._node = node
+        self._subs = list(subscriptions)
+        self._ready = ready
+        self._on_frame = on_frame
+        self._on_error = on_error
+        self._poll_ns = int(poll_s * 1e9)
+        self._buffers = [ReceiveBuffers(self._lib, BUFFERS_PER_CAMERA) for _ in self._subs]
+        self._wake = GuardCondition(None, None, node.context)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="yolov8_intake", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Make the thread look at the slots again (a slot freed, or stop). Thread-safe."""
+        self._wake.trigger()
+
+    def stop(self, timeout: float) -> bool:
+        """Stop and join the thread, then free the buffers no frame refers to any more."""
+        self._stop.set()
+        self.wake()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            return False
+        for buffers in self._buffers:
+            buffers.close()
+        self._wake.destroy()
+        return True
+
+    def _run(self) -> None:
+        lib = self._lib
+        with ExitStack() as held:
+            # In use while this thread runs: a subscription destroyed meanwhile is freed after.
+            for handle in (self._node.context.handle, self._wake.handle, *(s.handle for s in self._subs)):
+                held.enter_context(handle)
+            context = self._node.context.handle
+            assert context is not None  # held above
+            waits = lib.rcl_get_zero_initialized_wait_set()
+            ref = ctypes.byref(waits)
+            lib.call("rcl_wait_set_init", ref, len(self._subs), 1, 0, 0, 0, 0, context.pointer, lib.allocator)
+            held.callback(lib.rcl_wait_set_fini, ref)
+            pointers = [s.handle.pointer for s in self._subs]
+            while not self._stop.is_set():
+                try:
+                    self._once(waits, pointers)
+                except Exception as exc:  # never let the intake die: report, pause, go on
+                    self._on_error(f"{type(exc).__name__}: {exc}")
+                    time.sleep(ERROR_PAUSE_S)
+
+    def _once(self, waits: WaitSet, pointers: list[int]) -> None:
+        lib = self._lib
+        ref = ctypes.byref(waits)
+        lib.call("rcl_wait_set_clear", ref)
+        waiting = [i for i in range(len(pointers)) if self._ready(i) and self._has_buffer(i)]
+        for i in waiting:
+            lib.call("rcl_wait_set_add_subscription", ref, pointers[i], None)
+        lib.call("rcl_wait_set_add_guard_condition", ref, self._wake.handle.pointer, None)
+        ret = lib.rcl_wait(ref, self._poll_ns)
+        if ret == RET_TIMEOUT:
+            return
+        lib.check(ret, "rcl_wait")
+        for slot, camera in enumerate(waiting):
+            if waits.subscriptions[slot] and not self._stop.is_set():
+                self._take(camera, pointers[camera])
+
+    def _has_buffer(self, camera: int) -> bool:
+        """A buffer is free; else the camera is not waited on until one frees (next poll)."""
+        if self._buffers[camera].free_buffer() is not None:
+            return True
+        self._on_error(f"camera {camera}: all {BUFFERS_PER_CAMERA} receive buffers still referenced")
+        return False
+
+    def _take(self, camera: int, pointer: int) -> None:
+        buffer = self._buffers[camera].free_buffer()
+        if buffer is None:
+            return
+        info = take_newest(self._lib, pointer, buffer)
+        if info is not None:
+            self._on_frame(camera, buffer.view(), info.as_dict())
