@@ -3,8 +3,8 @@
 # (image_intake executor / rcl, ros/rcl_intake.py), alternating, in the same call.
 #
 #   bash benchmarks/device_intake.sh      # carry .dev_ros (or .whl/ros) and .whl/bench
-# ROUNDS (2) rounds of executor,rcl at 1 camera; then 4 cameras and the bring-up with rcl, and
-# the middleware floor (relay) when FLOOR=1.
+# ROUNDS (2) rounds of executor,rcl at 1 camera (PUBLISHERS processes per camera at 1 kHz);
+# then 4 cameras and the bring-up with rcl (MORE=1), and the middleware floor (relay) when FLOOR=1.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
@@ -26,7 +26,7 @@ run() {  # name, then node_rate.py arguments
         --json "$OUT/$name.json" --markdown "$OUT/intake.md" 2>&1 | grep -v "^\[INFO\]" | tail -60
 }
 run intake_1cam --entries detector_node --intakes "$INTAKES" --sizes 640x480,1920x1080 \
-    --rates "${RATES:-30,240,1000}" --cameras 1 --pipeline-iters 300
+    --rates "${RATES:-30,240,1000}" --cameras 1 --pipeline-iters 300 --publishers "${PUBLISHERS:-1}"
 if [[ "${MORE:-1}" == 1 ]]; then
     run intake_4cam --entries detector_node --intakes executor,rcl --cameras 4 --multi-rates 60,1000 \
         --sizes 640x480 --rates 240 --pipeline-iters 200

@@ -17,7 +17,6 @@ import pytest
 
 pytest.importorskip("rclpy", reason="rclpy is not importable (run scripts/setup.sh)")
 
-import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -47,8 +46,7 @@ def rng(request: pytest.FixtureRequest) -> np.random.Generator:
 
 
 @pytest.fixture
-def nodes():
-    rclpy.init()
+def nodes(rclpy_session):
     pub_node, sub_node = Node("intake_test_pub"), Node("intake_test_sub")
     executor = SingleThreadedExecutor()
     executor.add_node(pub_node)
@@ -59,7 +57,6 @@ def nodes():
         executor.shutdown()
         pub_node.destroy_node()
         sub_node.destroy_node()
-        rclpy.try_shutdown()
 
 
 class Received:
@@ -185,20 +182,43 @@ def test_a_camera_that_is_not_ready_is_not_taken_until_woken(nodes):
         assert intake.stop(5.0)
 
 
-def test_buffers_stop_at_their_limit_while_views_live():
-    rclpy.init()
+def test_buffers_stop_at_their_limit_while_views_live(rclpy_session):
+    buffers = ReceiveBuffers(RclLibrary.load(), limit=2)
+    a = buffers.free_buffer()
+    assert a is not None and a.free
+    held_a = a.view()
+    b = buffers.free_buffer()
+    assert b is not None and b is not a
+    held_b = b.view()
+    assert buffers.free_buffer() is None  # both referenced: no third
+    del held_a
+    assert buffers.free_buffer() is a
+    del held_b
+    buffers.close()
+
+
+def test_a_deeper_history_hands_over_its_newest_frame(nodes):
+    pub_node, sub_node, executor = nodes
+    deep = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+    pub = pub_node.create_publisher(Image, "cam_e", deep)
+    sub = sub_node.create_subscription(Image, "cam_e", print, deep, raw=True, callback_group=TakenElsewhere())
+    received = Received()
+    ready = [False]
+    intake = RclIntake(
+        sub_node, [sub], lambda i: ready[0], received.on_frame, received.errors.append, history_depth=5
+    )
+    intake.start()
     try:
-        buffers = ReceiveBuffers(RclLibrary.load(), limit=2)
-        a = buffers.free_buffer()
-        assert a is not None and a.free
-        held_a = a.view()
-        b = buffers.free_buffer()
-        assert b is not None and b is not a
-        held_b = b.view()
-        assert buffers.free_buffer() is None  # both referenced: no third
-        del held_a
-        assert buffers.free_buffer() is a
-        del held_b
-        buffers.close()
+        assert spin_until(executor, lambda: pub.get_subscription_count() > 0)
+        msgs = [image_msg(np.full((8, 8, 3), k, np.uint8), stamp_sec=k + 1) for k in range(3)]
+        for msg in msgs:
+            pub.publish(msg)
+        spin_until(executor, lambda: False, timeout=0.5)  # all three reach the history
+        ready[0] = True
+        intake.wake()
+        assert spin_until(executor, lambda: received.count() >= 1, timeout=5.0)
+        spin_until(executor, lambda: False, timeout=0.3)
+        assert received.count() == 1
+        assert _holds(received.frames[0][1], msgs[-1])
     finally:
-        rclpy.try_shutdown()
+        assert intake.stop(5.0)

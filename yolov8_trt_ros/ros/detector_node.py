@@ -224,26 +224,7 @@ class YoloDetectorNode(LifecycleNode):
         slots = self._slots = FrameSlots(range(len(self._cameras)), on_taken=self._slot_freed)
         slots.open()
         self._intake_kind = self._choose_intake()
-        by_intake = self._intake_kind == "rcl"
-        if not by_intake:  # the executor waits on the gates again when a slot frees
-            self._frame_guard = self.create_guard_condition(lambda: None)
-        qos = self._opts.image_qos()
-        for index, cam in enumerate(self._cameras):
-            # raw: the callback gets the serialized bytes, parsed on the inference thread without
-            # copying the pixels (rclpy's message conversion copies them, ~1.6 ms at 1080p).
-            msg_type = CompressedImage if cam.compressed else Image
-            callback = functools.partial(self._on_image, index)
-            ready = functools.partial(self._slot_free, slots, index)
-            group = TakenElsewhere() if by_intake else SlotGate(ready)
-            cam.gaps = SequenceGaps()
-            self._subs.append(
-                self.create_subscription(msg_type, cam.topic, callback, qos, raw=True, callback_group=group)
-            )
-        if by_intake:
-            ready_camera = functools.partial(self._slot_free, slots)
-            errors = functools.partial(self._bad_input, "intake_error")
-            self._intake = RclIntake(self, self._subs, ready_camera, self._on_image, errors)
-            self._intake.start()
+        self._subscribe(slots)
         max_batch = min(len(self._cameras), self.pipeline.backend.info.max_batch_size, self._batch_size())
         fill = self._opts.batch_timeout_ms / 1000.0
         self._debug = DebugImagePublisher(self._debug_published, self._debug_dropped, self._debug_error)
@@ -360,6 +341,44 @@ class YoloDetectorNode(LifecycleNode):
         if self._label_pub is not None:
             self.destroy_publisher(self._label_pub)
             self._label_pub = None
+
+    def _subscribe(self, slots: FrameSlots) -> None:
+        """The cameras' subscriptions, their frames taken by the rcl intake or by the executor.
+
+        Where the intake cannot start (an rclpy or rcl it cannot bind), the subscriptions are
+        made again for the executor and the reason is logged: the node still runs.
+        """
+        qos = self._opts.image_qos()
+        by_intake = self._intake_kind == "rcl"
+        for index, cam in enumerate(self._cameras):
+            # raw: the callback gets the serialized bytes, parsed on the inference thread without
+            # copying the pixels (rclpy's message conversion copies them, ~1.6 ms at 1080p).
+            msg_type = CompressedImage if cam.compressed else Image
+            callback = functools.partial(self._on_image, index)
+            group = (
+                TakenElsewhere() if by_intake else SlotGate(functools.partial(self._slot_free, slots, index))
+            )
+            cam.gaps = SequenceGaps()
+            self._subs.append(
+                self.create_subscription(msg_type, cam.topic, callback, qos, raw=True, callback_group=group)
+            )
+        if not by_intake:  # the executor waits on the gates again when a slot frees
+            self._frame_guard = self.create_guard_condition(lambda: None)
+            return
+        try:
+            ready = functools.partial(self._slot_free, slots)
+            errors = functools.partial(self._bad_input, "intake_error")
+            depth = self._opts.image_qos_depth
+            self._intake = RclIntake(self, self._subs, ready, self._on_image, errors, history_depth=depth)
+        except Exception as exc:
+            self.get_logger().error(f"image intake: the rcl intake did not start ({exc}); using the executor")
+            for sub in self._subs:
+                self.destroy_subscription(sub)
+            self._subs = []
+            self._intake_kind = "executor"
+            self._subscribe(slots)
+            return
+        self._intake.start()
 
     def _choose_intake(self) -> str:
         """``rcl`` where the ctypes bindings load (``image_intake`` auto or rcl), else ``executor``."""

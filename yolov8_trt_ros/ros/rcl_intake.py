@@ -28,7 +28,14 @@ from typing import Any
 from rclpy.guard_condition import GuardCondition
 from rclpy.node import Node
 
-from yolov8_trt_ros.ros.rcl_take import RET_TIMEOUT, RclLibrary, ReceiveBuffers, WaitSet, take_newest
+from yolov8_trt_ros.ros.rcl_take import (
+    RET_TIMEOUT,
+    RclError,
+    RclLibrary,
+    ReceiveBuffers,
+    WaitSet,
+    take_newest,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -51,8 +58,13 @@ class RclIntake:
         on_frame: OnFrame,
         on_error: Callable[[str], None],
         poll_s: float = 0.1,
+        history_depth: int = 1,
     ) -> None:
-        """``ready(i)``: camera i may deliver; ``on_error`` gets each failure's text (thread-safe)."""
+        """``ready(i)``: camera i may deliver; ``on_error`` gets each failure's text (thread-safe).
+
+        ``history_depth``: the subscriptions' keep-last depth; deeper than 1, each take drains
+        the history so the newest frame is the one handed over.
+        """
         self._lib = RclLibrary.load()
         self._node = node
         self._subs = list(subscriptions)
@@ -60,10 +72,25 @@ class RclIntake:
         self._on_frame = on_frame
         self._on_error = on_error
         self._poll_ns = int(poll_s * 1e9)
+        self._drain = history_depth > 1
         self._buffers = [ReceiveBuffers(self._lib, BUFFERS_PER_CAMERA) for _ in self._subs]
         self._wake = GuardCondition(None, None, node.context)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="yolov8_intake", daemon=True)
+        try:  # everything that can fail fails here, where the node can still fall back
+            self._pointers = [s.handle.pointer for s in self._subs]
+            self._wake_pointer = self._wake.handle.pointer
+            context = node.context.handle
+            if context is None:
+                raise RclError("the node's context is shut down")
+            self._waits = self._lib.rcl_get_zero_initialized_wait_set()
+            ref = ctypes.byref(self._waits)
+            self._lib.call(
+                "rcl_wait_set_init", ref, len(self._subs), 1, 0, 0, 0, 0, context.pointer, self._lib.allocator
+            )
+        except BaseException:
+            self._wake.destroy()
+            raise
 
     def start(self) -> None:
         self._thread.start()
@@ -73,50 +100,53 @@ class RclIntake:
         self._wake.trigger()
 
     def stop(self, timeout: float) -> bool:
-        """Stop and join the thread, then free the buffers no frame refers to any more."""
+        """Stop and join the thread, then free the wait set, the guard condition and the buffers
+        no frame refers to any more (the others once their last view is gone)."""
         self._stop.set()
         self.wake()
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            return False
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                return False
+        self._lib.rcl_wait_set_fini(ctypes.byref(self._waits))
         for buffers in self._buffers:
             buffers.close()
         self._wake.destroy()
         return True
 
     def _run(self) -> None:
-        lib = self._lib
         with ExitStack() as held:
             # In use while this thread runs: a subscription destroyed meanwhile is freed after.
             for handle in (self._node.context.handle, self._wake.handle, *(s.handle for s in self._subs)):
                 held.enter_context(handle)
-            context = self._node.context.handle
-            assert context is not None  # held above
-            waits = lib.rcl_get_zero_initialized_wait_set()
-            ref = ctypes.byref(waits)
-            lib.call("rcl_wait_set_init", ref, len(self._subs), 1, 0, 0, 0, 0, context.pointer, lib.allocator)
-            held.callback(lib.rcl_wait_set_fini, ref)
-            pointers = [s.handle.pointer for s in self._subs]
             while not self._stop.is_set():
                 try:
-                    self._once(waits, pointers)
+                    self._once(self._waits, self._pointers)
                 except Exception as exc:  # never let the intake die: report, pause, go on
                     self._on_error(f"{type(exc).__name__}: {exc}")
                     time.sleep(ERROR_PAUSE_S)
 
     def _once(self, waits: WaitSet, pointers: list[int]) -> None:
+        """Take what already waits for a ready camera; only when nothing did, wait for more.
+
+        When frames come faster than the node, a frame always waits by the time its slot frees,
+        so it is taken at once: one foreign call per frame instead of a wait set's five. Each
+        call returns through the GIL, which the inference thread holds while it runs Python.
+        """
+        ready = [i for i in range(len(pointers)) if self._ready(i) and self._has_buffer(i)]
+        if sum(self._take(i, pointers[i]) for i in ready):
+            return
         lib = self._lib
         ref = ctypes.byref(waits)
         lib.call("rcl_wait_set_clear", ref)
-        waiting = [i for i in range(len(pointers)) if self._ready(i) and self._has_buffer(i)]
-        for i in waiting:
+        for i in ready:
             lib.call("rcl_wait_set_add_subscription", ref, pointers[i], None)
-        lib.call("rcl_wait_set_add_guard_condition", ref, self._wake.handle.pointer, None)
+        lib.call("rcl_wait_set_add_guard_condition", ref, self._wake_pointer, None)
         ret = lib.rcl_wait(ref, self._poll_ns)
         if ret == RET_TIMEOUT:
             return
         lib.check(ret, "rcl_wait")
-        for slot, camera in enumerate(waiting):
+        for slot, camera in enumerate(ready):
             if waits.subscriptions[slot] and not self._stop.is_set():
                 self._take(camera, pointers[camera])
 
@@ -127,10 +157,13 @@ class RclIntake:
         self._on_error(f"camera {camera}: all {BUFFERS_PER_CAMERA} receive buffers still referenced")
         return False
 
-    def _take(self, camera: int, pointer: int) -> None:
+    def _take(self, camera: int, pointer: int) -> bool:
+        """Hand the camera's next frame over; False when there was none (or no free buffer)."""
         buffer = self._buffers[camera].free_buffer()
         if buffer is None:
-            return
-        info = take_newest(self._lib, pointer, buffer)
-        if info is not None:
-            self._on_frame(camera, buffer.view(), info.as_dict())
+            return False
+        info = take_newest(self._lib, pointer, buffer, self._drain)
+        if info is None:
+            return False
+        self._on_frame(camera, buffer.view(), info.as_dict())
+        return True

@@ -264,19 +264,20 @@ class ReceiveBuffers:
         self._buffers = []
 
 
-def take_newest(lib: RclLibrary, subscription: int, buffer: ReceiveBuffer) -> MessageInfo | None:
-    """Take every message waiting on ``subscription`` into ``buffer``; the newest stays there.
+def take_newest(lib: RclLibrary, subscription: int, buffer: ReceiveBuffer, drain: bool) -> MessageInfo | None:
+    """Take the next message of ``subscription`` into ``buffer``; with ``drain``, every waiting one
+    (the newest stays). None when there was nothing to take.
 
-    Returns its info, or None when there was nothing to take. Runs without the GIL inside each
-    take. A keep-last history of depth 1 (the node's default) holds one message at most.
+    A keep-last history of depth 1 (the node's default) holds one message at most, so one take
+    is enough: one foreign call, whose GIL hand-over is what this path pays per frame.
     """
     info = MessageInfo()
     message, info_ref = ctypes.byref(buffer.message), ctypes.byref(info)
     taken = None
-    for _ in range(MAX_TAKES):
+    for _ in range(MAX_TAKES if drain else 1):
         ret = lib.rcl_take_serialized_message(subscription, message, info_ref, None)
         if ret == RET_TAKE_FAILED:
-            return taken
+            break
         lib.check(ret, "rcl_take_serialized_message")
         taken = MessageInfo.from_buffer_copy(info)
     return taken
