@@ -211,17 +211,26 @@ def _identity_auc(weights: Path, batch: dict) -> float:
     not (REPO / "models" / "test" / "yolov8n_synth_reid.pt").is_file(), reason="no fine-tuned model"
 )
 def test_the_fine_tuned_checkpoint_tells_identities_apart(tmp_path):
-    """On unseen sequences (a fresh seed; training used seed 1) the shipped fine-tune separates
-    identities the original cannot: an object's embeddings closer to each other than to others'."""
+    """On unseen sequences (training used seed 1) the shipped fine-tune separates identities the
+    original cannot: an object's embeddings closer to each other than to others'.
+
+    Measured over four sequence seeds fixed before looking at their values, and judged on the
+    mean: one 2-sequence batch is a small sample (a random seed once gave 0.737 against the 0.75
+    bar while 12 others gave 0.81-0.96), so a per-draw bar made the test flaky.
+    """
     from yolov8_trt_ros.datasets.tracking import generate_tracking_sequences
 
-    seed = int(np.random.default_rng().integers(3, 1 << 20))
-    generate_tracking_sequences(
-        tmp_path, seed, 2, 40, 640, 480, 6, workers=1, kinds=["crossing", "occlusion"]
-    )
-    seqs = [SequenceFrames(read_sequence(p), 640, 0.5, 0.0) for p in sorted(tmp_path.glob("SYNTH-*"))]
-    batch = BatchSource(seqs, 2, 6, seed=0, flip=False)[0]
-    original = _identity_auc(MODEL_PT, batch)
-    tuned = _identity_auc(REPO / "models" / "test" / "yolov8n_synth_reid.pt", batch)
-    # Over 12 seeds: original 0.58-0.69, fine-tuned 0.81-0.96, gain 0.19-0.31.
-    assert tuned > 0.75 and tuned > original + 0.1, (seed, original, tuned)
+    scores = []
+    for seed in (101, 102, 103, 104):
+        root = tmp_path / str(seed)
+        generate_tracking_sequences(
+            root, seed, 2, 40, 640, 480, 6, workers=1, kinds=["crossing", "occlusion"]
+        )
+        seqs = [SequenceFrames(read_sequence(p), 640, 0.5, 0.0) for p in sorted(root.glob("SYNTH-*"))]
+        batch = BatchSource(seqs, 2, 6, seed=0, flip=False)[0]
+        original = _identity_auc(MODEL_PT, batch)
+        tuned = _identity_auc(REPO / "models" / "test" / "yolov8n_synth_reid.pt", batch)
+        scores.append((seed, original, tuned))
+    original, tuned = (float(np.mean([s[k] for s in scores])) for k in (1, 2))
+    assert tuned > 0.75 and tuned > original + 0.1, scores
+    assert all(t > o for _, o, t in scores), scores  # better on every batch, not only on average
