@@ -3,9 +3,10 @@
 States govern resources: ``configure`` validates parameters, loads (or builds) the engine,
 allocates buffers and warms up; ``activate`` subscribes and publishes; ``deactivate`` stops
 without freeing the engine; ``cleanup`` frees engine and GPU memory and resets the tracker.
-Frames are handed from the subscriptions to one inference thread through keep-last slots
-(``core/frame_slots.py``, ``core/inference_worker.py``), so the executor never blocks on
-inference and a stale frame is dropped (and counted), never queued. Several cameras
+Frames are taken from the subscriptions by the rcl intake's thread (``ros/rcl_intake.py``; the
+executor where rcl cannot be bound) and handed to one inference thread through keep-last slots
+(``core/frame_slots.py``, ``core/inference_worker.py``), so nothing waits on inference and a
+stale frame is dropped (and counted), never queued. Several cameras
 (``image_topics``) are batched into one inference, each with its own tracker and outputs.
 """
 
