@@ -222,3 +222,15 @@ def test_a_deeper_history_hands_over_its_newest_frame(nodes):
         assert _holds(received.frames[0][1], msgs[-1])
     finally:
         assert intake.stop(5.0)
+
+
+def test_a_wake_after_stop_does_not_raise(nodes):
+    """The inference thread may announce a freed slot while the node stops the intake."""
+    _, sub_node, _ = nodes
+    subs = _subscribe(sub_node, ["cam_f"])
+    received = Received()
+    intake = RclIntake(sub_node, subs, lambda i: True, received.on_frame, received.errors.append)
+    intake.start()
+    assert intake.stop(5.0)
+    intake.wake()
+    assert not received.errors

@@ -18,7 +18,6 @@ parse and the hand-over.
 from __future__ import annotations
 
 import ctypes
-import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -36,8 +35,6 @@ from yolov8_trt_ros.ros.rcl_take import (
     WaitSet,
     take_newest,
 )
-
-LOG = logging.getLogger(__name__)
 
 #: (camera index, serialized message, message info as rclpy gives it)
 OnFrame = Callable[[int, memoryview, dict[str, int]], None]
@@ -96,8 +93,16 @@ class RclIntake:
         self._thread.start()
 
     def wake(self) -> None:
-        """Make the thread look at the slots again (a slot freed, or stop). Thread-safe."""
-        self._wake.trigger()
+        """Make the thread look at the slots again (a slot freed, or stop). Thread-safe.
+
+        The inference thread may still call it while the intake stops; once the guard
+        condition is destroyed that call does nothing instead of raising into that thread.
+        """
+        try:
+            self._wake.trigger()
+        except Exception:
+            if not self._stop.is_set():
+                raise
 
     def stop(self, timeout: float) -> bool:
         """Stop and join the thread, then free the wait set, the guard condition and the buffers
