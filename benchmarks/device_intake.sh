@@ -6,16 +6,8 @@
 # ROUNDS (2) rounds of executor,rcl at 1 camera (PUBLISHERS processes per camera at 1 kHz);
 # then 4 cameras and the bring-up with rcl (MORE=1), and the middleware floor (relay) when FLOOR=1.
 set -uo pipefail
-OUT=${OUT:-/tmp/out}
-mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 YOLO_OFFLINE=1 YOLO_CONFIG_DIR=/tmp/ultralytics_cfg
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/bench/*.whl || exit 1
-export PYTHONPATH=/tmp/site
 # shellcheck disable=SC1091
-source benchmarks/device_numba.sh
-# shellcheck disable=SC1091
-source benchmarks/device_ros_env.sh || exit 1
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv | tee "$OUT/env.log"
+source benchmarks/device_node_env.sh || exit 1
 ARGS=(--backend cuda --precision fp16 --model "$PWD/models/test/yolov8n_synth.pt" --seconds "${SECONDS_PER_PHASE:-4}")
 INTAKES=executor,rcl
 for _ in $(seq 2 "${ROUNDS:-2}"); do INTAKES="$INTAKES,executor,rcl"; done

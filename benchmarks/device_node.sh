@@ -6,16 +6,8 @@
 # numba (the tracker) as benchmarks/device_numba.sh finds it: from an earlier call on the warm
 # machine, or carried in .dev_numba.
 set -uo pipefail
-OUT=${OUT:-/tmp/out}
-mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 YOLO_OFFLINE=1 YOLO_CONFIG_DIR=/tmp/ultralytics_cfg
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/bench/*.whl || exit 1
-export PYTHONPATH=/tmp/site
 # shellcheck disable=SC1091
-source benchmarks/device_numba.sh
-# shellcheck disable=SC1091
-source benchmarks/device_ros_env.sh || exit 1
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv | tee "$OUT/env.log"
+source benchmarks/device_node_env.sh || exit 1
 MODEL="$PWD/models/test/yolov8n_synth.pt"
 ARGS=(--backend cuda --precision fp16 --model "$MODEL" --seconds "${SECONDS_PER_PHASE:-4}")
 if [[ -n "${BASE:-}" && -d "$BASE" ]]; then

@@ -77,6 +77,12 @@ class Received:
             return len(self.frames)
 
 
+def _start(node: Node, subs: list, received: Received, ready=lambda i: True, depth: int = 1) -> RclIntake:
+    intake = RclIntake(node, subs, ready, received.on_frame, received.errors.append, history_depth=depth)
+    intake.start()
+    return intake
+
+
 def _subscribe(node: Node, topics: list[str]) -> list:
     group = TakenElsewhere()  # the executor never runs these: the callback is never called
     subscribe = node.create_subscription
@@ -97,8 +103,7 @@ def test_taken_bytes_are_rclpys_serialization_and_parse_to_the_sent_image(nodes,
     pub = pub_node.create_publisher(Image, "cam_a", RELIABLE)
     subs = _subscribe(sub_node, ["cam_a"])
     received = Received()
-    intake = RclIntake(sub_node, subs, lambda i: True, received.on_frame, received.errors.append)
-    intake.start()
+    intake = _start(sub_node, subs, received)
     try:
         h, w = int(rng.integers(2, 300)), int(rng.integers(2, 300))
         img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
@@ -122,8 +127,7 @@ def test_a_view_held_keeps_its_buffer_and_a_dropped_view_frees_it(nodes):
     pub = pub_node.create_publisher(Image, "cam_b", RELIABLE)
     subs = _subscribe(sub_node, ["cam_b"])
     received = Received()
-    intake = RclIntake(sub_node, subs, lambda i: True, received.on_frame, received.errors.append)
-    intake.start()
+    intake = _start(sub_node, subs, received)
     first = image_msg(np.full((40, 50, 3), 1, np.uint8), stamp_sec=1)
     try:
         assert _publish_until(executor, pub, first, received.count, 1)
@@ -159,8 +163,7 @@ def test_a_camera_that_is_not_ready_is_not_taken_until_woken(nodes):
     subs = _subscribe(sub_node, ["cam_c", "cam_d"])
     received = Received()
     ready = {0: True, 1: False}
-    intake = RclIntake(sub_node, subs, lambda i: ready[i], received.on_frame, received.errors.append)
-    intake.start()
+    intake = _start(sub_node, subs, received, lambda i: ready[i])
     try:
         msgs = [image_msg(np.full((8, 8, 3), k, np.uint8), stamp_sec=k + 1) for k in range(2)]
 
@@ -204,10 +207,7 @@ def test_a_deeper_history_hands_over_its_newest_frame(nodes):
     sub = sub_node.create_subscription(Image, "cam_e", print, deep, raw=True, callback_group=TakenElsewhere())
     received = Received()
     ready = [False]
-    intake = RclIntake(
-        sub_node, [sub], lambda i: ready[0], received.on_frame, received.errors.append, history_depth=5
-    )
-    intake.start()
+    intake = _start(sub_node, [sub], received, lambda i: ready[0], depth=5)
     try:
         assert spin_until(executor, lambda: pub.get_subscription_count() > 0)
         msgs = [image_msg(np.full((8, 8, 3), k, np.uint8), stamp_sec=k + 1) for k in range(3)]
@@ -229,8 +229,7 @@ def test_a_wake_after_stop_does_not_raise(nodes):
     _, sub_node, _ = nodes
     subs = _subscribe(sub_node, ["cam_f"])
     received = Received()
-    intake = RclIntake(sub_node, subs, lambda i: True, received.on_frame, received.errors.append)
-    intake.start()
+    intake = _start(sub_node, subs, received)
     assert intake.stop(5.0)
     intake.wake()
     assert not received.errors
