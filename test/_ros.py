@@ -241,7 +241,11 @@ def node_and_probe(
     ``subscribed`` also waits until the node's image subscription exists (an active node).
     """
     proc = NodeProcess(name, params, log_dir)
-    probe = Probe(name, name=f"{name}_probe")
+    try:  # a probe that cannot start (rclpy not initialised) must not leave the node running
+        probe = Probe(name, name=f"{name}_probe")
+    except BaseException:
+        proc.stop()
+        raise
     try:
         probe.wait_for_node()
         if subscribed:
