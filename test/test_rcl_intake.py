@@ -62,10 +62,9 @@ def nodes(rclpy_session):
 class Received:
     """What the intake delivered, kept (with the views) until the test lets go."""
 
-    def __init__(self, ready: bool = True) -> None:
+    def __init__(self) -> None:
         self.frames: list[tuple[int, memoryview, dict[str, int]]] = []
         self.errors: list[str] = []
-        self.ready = ready
         self.lock = threading.Lock()
 
     def on_frame(self, camera: int, raw: memoryview, info: dict[str, int]) -> None:

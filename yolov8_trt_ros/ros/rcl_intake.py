@@ -31,8 +31,8 @@ from yolov8_trt_ros.ros.rcl_take import (
     RET_TIMEOUT,
     RclError,
     RclLibrary,
+    ReceiveBuffer,
     ReceiveBuffers,
-    WaitSet,
     take_newest,
 )
 
@@ -126,48 +126,55 @@ class RclIntake:
                 held.enter_context(handle)
             while not self._stop.is_set():
                 try:
-                    self._once(self._waits, self._pointers)
+                    self._once()
                 except Exception as exc:  # never let the intake die: report, pause, go on
                     self._on_error(f"{type(exc).__name__}: {exc}")
                     time.sleep(ERROR_PAUSE_S)
 
-    def _once(self, waits: WaitSet, pointers: list[int]) -> None:
+    def _once(self) -> None:
         """Take what already waits for a ready camera; only when nothing did, wait for more.
 
         When frames come faster than the node, a frame always waits by the time its slot frees,
         so it is taken at once: one foreign call per frame instead of a wait set's five. Each
         call returns through the GIL, which the inference thread holds while it runs Python.
         """
-        ready = [i for i in range(len(pointers)) if self._ready(i) and self._has_buffer(i)]
-        if sum(self._take(i, pointers[i]) for i in ready):
+        ready = self._ready_buffers()
+        if sum(self._take(camera, buffer) for camera, buffer in ready.items()):
             return
         lib = self._lib
-        ref = ctypes.byref(waits)
+        ref = ctypes.byref(self._waits)
         lib.call("rcl_wait_set_clear", ref)
-        for i in ready:
-            lib.call("rcl_wait_set_add_subscription", ref, pointers[i], None)
+        for camera in ready:
+            lib.call("rcl_wait_set_add_subscription", ref, self._pointers[camera], None)
         lib.call("rcl_wait_set_add_guard_condition", ref, self._wake_pointer, None)
         ret = lib.rcl_wait(ref, self._poll_ns)
         if ret == RET_TIMEOUT:
             return
         lib.check(ret, "rcl_wait")
-        for slot, camera in enumerate(ready):
-            if waits.subscriptions[slot] and not self._stop.is_set():
-                self._take(camera, pointers[camera])
+        for slot, (camera, buffer) in enumerate(ready.items()):
+            if self._waits.subscriptions[slot] and not self._stop.is_set():
+                self._take(camera, buffer)
 
-    def _has_buffer(self, camera: int) -> bool:
-        """A buffer is free; else the camera is not waited on until one frees (next poll)."""
-        if self._buffers[camera].free_buffer() is not None:
-            return True
-        self._on_error(f"camera {camera}: all {BUFFERS_PER_CAMERA} receive buffers still referenced")
-        return False
+    def _ready_buffers(self) -> dict[int, ReceiveBuffer]:
+        """The cameras that may deliver, each with the free buffer its next frame goes into.
 
-    def _take(self, camera: int, pointer: int) -> bool:
-        """Hand the camera's next frame over; False when there was none (or no free buffer)."""
-        buffer = self._buffers[camera].free_buffer()
-        if buffer is None:
-            return False
-        info = take_newest(self._lib, pointer, buffer, self._drain)
+        A camera whose buffers are all still referenced is left out (and reported) until one
+        frees, which the next poll sees.
+        """
+        ready: dict[int, ReceiveBuffer] = {}
+        for camera, buffers in enumerate(self._buffers):
+            if not self._ready(camera):
+                continue
+            buffer = buffers.free_buffer()
+            if buffer is None:
+                self._on_error(f"camera {camera}: all {BUFFERS_PER_CAMERA} receive buffers still referenced")
+            else:
+                ready[camera] = buffer
+        return ready
+
+    def _take(self, camera: int, buffer: ReceiveBuffer) -> bool:
+        """Hand the camera's next frame over, taken into ``buffer``; False when there was none."""
+        info = take_newest(self._lib, self._pointers[camera], buffer, self._drain)
         if info is None:
             return False
         self._on_frame(camera, buffer.view(), info.as_dict())
