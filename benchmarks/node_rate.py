@@ -354,7 +354,7 @@ def main() -> int:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--markdown", type=Path)
     args = ap.parse_args()
-    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
+    sizes = [(int(w), int(h)) for w, h in (s.split("x") for s in args.sizes.split(","))]
     rates = [float(r) for r in args.rates.split(",")]
     cameras = [int(c) for c in args.cameras.split(",")]
 
