@@ -28,6 +28,7 @@ setup(
             f"yolov8_trt_node = {PACKAGE}.ros.detector_node:main",
             f"camera_source = {PACKAGE}.ros.camera_source:main",
             f"bringup = {PACKAGE}.ros.bringup:main",
+            f"yolov8_detect = {PACKAGE}.detect:main",
         ],
     },
 )

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
 from yolov8_trt_msgs.msg import TrackedObject, TrackedObjectArray
+from yolov8_trt_ros.core.drawing import annotate
 from yolov8_trt_ros.core.image_input import decode_compressed, image_from_buffer
 from yolov8_trt_ros.core.preprocess import to_bgr8
 from yolov8_trt_ros.core.types import Detections, Track
@@ -171,12 +171,6 @@ def tracks_to_msg(
     return out
 
 
-def _palette(index: int) -> tuple[int, int, int]:
-    hue = (index * 47) % 180
-    bgr = cv2.cvtColor(np.array([[[hue, 220, 255]]], np.uint8), cv2.COLOR_HSV2BGR)[0, 0]
-    return int(bgr[0]), int(bgr[1]), int(bgr[2])
-
-
 def to_bgr(image: np.ndarray, encoding: str) -> np.ndarray:
     """A bgr8 copy of a decoded image in any supported encoding, for drawing.
 
@@ -184,51 +178,3 @@ def to_bgr(image: np.ndarray, encoding: str) -> np.ndarray:
     shows what the network was given.
     """
     return to_bgr8(image, encoding)
-
-
-def annotate(
-    image: np.ndarray,
-    encoding: str,
-    dets: Detections,
-    tracks: Sequence[Track] | None,
-    names: Sequence[str],
-    roi: Sequence[float] = (),
-) -> np.ndarray:
-    """Boxes, labels, track IDs and the ROI drawn on a bgr8 copy (OpenCV, no per-pixel Python)."""
-    canvas = to_bgr(image, encoding)
-    if len(roi) >= 4:
-        pts = np.asarray(roi, np.float32).reshape(-1, 2)
-        if len(roi) == 4:
-            (x1, y1), (x2, y2) = pts
-            pts = np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], np.float32)
-        cv2.polylines(canvas, [pts.astype(np.int32)], True, (255, 255, 255), 1, cv2.LINE_AA)
-    for box, score, cls in zip(
-        dets.boxes.tolist(), dets.scores.tolist(), dets.class_ids.tolist(), strict=True
-    ):
-        p1, p2 = (int(box[0]), int(box[1])), (int(box[2]), int(box[3]))
-        color = _palette(cls)
-        cv2.rectangle(canvas, p1, p2, color, 2)
-        label = f"{class_label(cls, names, True)} {score:.2f}"
-        cv2.putText(
-            canvas, label, (p1[0], max(p1[1] - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, color, 1, cv2.LINE_AA
-        )
-    for t in tracks or ():
-        if t.state != "tracked":
-            continue
-        x1, y1, x2, y2 = (int(v) for v in t.box_xyxy)
-        cv2.putText(
-            canvas,
-            f"#{t.track_id}",
-            (x1 + 2, y2 - 4),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.5,
-            (255, 255, 255),
-            1,
-            cv2.LINE_AA,
-        )
-        cx, cy = (x1 + x2) // 2, (y1 + y2) // 2
-        vx, vy = t.velocity_xy
-        cv2.arrowedLine(
-            canvas, (cx, cy), (int(cx + 5 * vx), int(cy + 5 * vy)), (255, 255, 255), 1, cv2.LINE_AA
-        )
-    return canvas
