@@ -55,6 +55,9 @@ class ModelInfo:
     #: D of the ``embeddings`` output ``[B, D, A]``, or ``None`` where the model has none (the
     #: tracker then associates by motion only).
     embedding_dim: int | None = None
+    #: The graph's weights are FP16 (``scripts/convert_fp16.py``): the file carries FP16 for a
+    #: strongly typed TensorRT build (``network_typing.py``).
+    weights_fp16: bool = False
 
     @property
     def embedding_output(self) -> str | None:
@@ -66,7 +69,7 @@ class ModelInfo:
         """The precision the file itself encodes: ``int8`` (Q/DQ), ``fp16`` or ``fp32``."""
         if self.is_qdq:
             return "int8"
-        return "fp16" if self.input_fp16 else "fp32"
+        return "fp16" if self.input_fp16 or self.weights_fp16 else "fp32"
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -198,6 +201,7 @@ def read_model_info(path: str | Path) -> ModelInfo:
         is_qdq=any(node.op_type in _QDQ_OPS for node in graph.node),
         metadata=meta,
         embedding_dim=embedding_dim,
+        weights_fp16=any(t.data_type == onnx.TensorProto.FLOAT16 for t in graph.initializer),
     )
 
 
@@ -221,3 +225,13 @@ def int8_sibling(path: str | Path) -> Path:
     """Where ``scripts/quantize_int8.py`` writes the Q/DQ model of ``path`` (``x.onnx`` → ``x.int8.onnx``)."""
     path = Path(path)
     return path.with_name(f"{path.stem}.int8{path.suffix or '.onnx'}")
+
+
+def fp16_sibling(path: str | Path) -> Path:
+    """Where ``scripts/convert_fp16.py`` writes the FP16 model of ``path`` (``x.onnx`` → ``x.fp16.onnx``).
+
+    FP16 weights and activations with float32 I/O, for TensorRT's strongly typed build (TensorRT
+    11 has no FP16 builder flag: the precision has to be in the ONNX).
+    """
+    path = Path(path)
+    return path.with_name(f"{path.stem}.fp16{path.suffix or '.onnx'}")
