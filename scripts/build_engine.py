@@ -4,6 +4,11 @@
     python scripts/build_engine.py --model models/yolov8n.onnx --precision int8 \\
         --calib-dir calibration/images --max-batch 8
 
+Precision: where ``x.fp16.onnx`` (``scripts/convert_fp16.py``) or ``x.int8.onnx``
+(``scripts/quantize_int8.py``) lies next to the model, TensorRT 10+ builds it strongly typed,
+the only way TensorRT 11 (JetPack 7) builds at all (``core/backends/network_typing.py``).
+A model with custom layers needs its plugins: ``--plugin-library libmy_plugin.so`` (repeatable).
+
 Runs only where TensorRT and a GPU exist (a Jetson, a TensorRT container). The engine goes
 to the engine cache (``--cache-dir``) under its key (ONNX hash, precision, calibration,
 batch profile, TensorRT version, GPU), where the node finds it at start-up; ``--plan`` also
@@ -46,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--agnostic", action="store_true")
     ap.add_argument("--device", type=int, default=0)
     ap.add_argument("--plan", type=Path, help="also write the bare TensorRT plan here")
+    ap.add_argument(
+        "--plugin-library",
+        action="append",
+        default=[],
+        help="TensorRT plugin library (.so) for custom layers, loaded before the build; repeatable",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -63,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                 "calibration_images": args.calib_images,
                 "device_id": args.device,
                 "end2end_nms": not args.no_nms,
+                "plugin_libraries": args.plugin_library,
             }
         )
         post = PostprocessConfig.from_mapping(

@@ -36,6 +36,13 @@ def test_every_config_field_is_a_parameter_with_the_same_default():
     assert built.filters == default.filters
 
 
+def test_plugin_libraries_reach_the_engine_config_in_order():
+    from yolov8_trt_ros.ros.parameters import build_configs
+
+    cfg = build_configs({"plugin_libraries": ["/opt/a/libone.so", "libtwo.so"]}, NAMES)
+    assert cfg.engine.plugin_libraries == ("/opt/a/libone.so", "libtwo.so")
+
+
 def test_class_names_and_thresholds_resolve_against_the_model():
     from yolov8_trt_ros.ros.parameters import build_configs
 
@@ -58,6 +65,7 @@ def test_class_names_and_thresholds_resolve_against_the_model():
         ({"tracker.low_thresh": 0.9}, "low_thresh"),
         ({"precision": "int4"}, "precision"),
         ({"input_width": 600}, "multiple of 32"),
+        ({"plugin_libraries": ["libmy_plugin.so", " "]}, "plugin_libraries"),
     ],
 )
 def test_invalid_values_are_refused_with_a_reason(values, message):
@@ -301,6 +309,7 @@ def test_engine_nms_conflicts_name_each_parameter():
     "name, value, refused_in",
     [
         ("model_path", "other.onnx", {"inactive", "active"}),
+        ("plugin_libraries", ["/opt/plugins/libmy_plugin.so"], {"inactive", "active"}),
         ("labels_file", "labels.txt", {"inactive", "active"}),
         ("image_reliability", "reliable", {"active"}),
         ("image_qos_depth", 10, {"active"}),

@@ -104,9 +104,20 @@ class EngineConfig(StageConfig):
     cuda_graph: bool = True
     num_threads: int = 0  # ONNX Runtime intra-op threads; 0 lets it choose
     end2end_nms: bool = True  # NMS inside the engine where the backend can
+    #: TensorRT plugin libraries (.so) loaded before an engine is built or deserialized, for
+    #: models with custom layers.
+    plugin_libraries: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.plugin_libraries, (list, tuple)):  # YAML and ROS give lists
+            self.plugin_libraries = tuple(self.plugin_libraries)
 
     def validate(self) -> list[str]:
         errors: list[str] = []
+        if not isinstance(self.plugin_libraries, tuple) or not all(
+            isinstance(p, str) and p.strip() for p in self.plugin_libraries
+        ):
+            errors.append(f"plugin_libraries={self.plugin_libraries!r} must be a list of library paths")
         if self.backend not in ("auto", "tensorrt", "cuda", "onnxruntime"):
             errors.append(f"backend={self.backend!r} must be auto, tensorrt, cuda or onnxruntime")
         if self.precision not in ("int8", "fp16", "fp32"):

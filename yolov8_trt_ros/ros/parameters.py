@@ -285,6 +285,14 @@ PARAMS: tuple[ParamSpec, ...] = (
         reconfigure=True,
     ),
     _spec(
+        "engine",
+        "plugin_libraries",
+        "TensorRT plugin libraries (.so) loaded before building or loading an engine, for "
+        "models with custom layers",
+        array_type=Parameter.Type.STRING_ARRAY,
+        reconfigure=True,
+    ),
+    _spec(
         "preprocess",
         "input_width",
         "network input width (an engine's own size wins)",

@@ -11,15 +11,19 @@ images and cache format, buffer sizes, CUDA array parsing, output mapping) lives
 
 Build: parse the ONNX, append EfficientNMS_TRT (thresholds, max detections and class-agnostic
 mode from :class:`PostprocessConfig`), one optimisation profile for batch 1..max_batch,
-workspace limit, precision:
+workspace limit, and the precision as ``network_typing.plan_typing`` decides for this TensorRT
+(``docs/backends.md`` has the table):
 
-* ``fp16``: FP16 kernels, FP16 input tensor (half the upload).
-* ``int8`` explicit: the Q/DQ ONNX from ``scripts/quantize_int8.py`` (``x.int8.onnx`` next to
-  the model, or ``model_path`` itself). Preferred on TensorRT ≥ 10, where implicit
-  calibration is deprecated.
-* ``int8`` implicit: ``IInt8EntropyCalibrator2`` over ``calibration_dir`` with the keyed
-  calibration cache (``calibration.py``); used on TensorRT < 10 or when no Q/DQ model exists.
-* no fast INT8 on the platform → FP16, said once in the log.
+* strongly typed (TensorRT 10 on request, 11 always) from the file that carries the
+  precision: ``x.fp16.onnx`` (``scripts/convert_fp16.py``) for ``fp16``, a Q/DQ ``x.int8.onnx``
+  (``scripts/quantize_int8.py``) for ``int8``;
+* weakly typed where that file is missing and the version still allows it (8.x, 10.x): FP16
+  and INT8 builder flags, FP16 input tensor (half the upload), and for ``int8`` without a Q/DQ
+  file ``IInt8EntropyCalibrator2`` over ``calibration_dir`` with the keyed calibration cache
+  (``calibration.py``);
+* no fast INT8 / FP16 on the platform → FP16 / FP32, said once in the log.
+
+User plugin libraries (``plugin_libraries``) are loaded first (``plugins.load_plugin_libraries``).
 
 Models with an ``embeddings`` output take ``INetworkDefinition.add_nms`` (INMSLayer, TensorRT
 ≥ 8.5) instead, because their kept detections' anchors are needed to gather the embeddings

@@ -11,13 +11,21 @@ import tensorrt as trt
 
 from yolov8_trt_ros.core.backends.base import BackendError
 from yolov8_trt_ros.core.backends.io_plan import EMBEDDINGS_OUTPUT
-from yolov8_trt_ros.core.backends.model_info import ModelInfo, file_sha256, int8_sibling, read_model_info
+from yolov8_trt_ros.core.backends.model_info import (
+    ModelInfo,
+    file_sha256,
+    fp16_sibling,
+    int8_sibling,
+    read_model_info,
+)
+from yolov8_trt_ros.core.backends.network_typing import STRONG_MIN_VERSION, OnnxFile, plan_typing
 from yolov8_trt_ros.core.backends.tensorrt.calibrator import EntropyCalibrator
 from yolov8_trt_ros.core.backends.tensorrt.common import LOG, TRT_LOGGER, TRT_VERSION
 from yolov8_trt_ros.core.backends.tensorrt.plugins import (
     INMS_MIN_VERSION,
     append_nms,
     append_nms_with_embeddings,
+    explain_failure,
     network_output,
 )
 from yolov8_trt_ros.core.calibration import CalibrationError, CalibrationImages, CalibrationKey
@@ -35,43 +43,50 @@ class BuildPlan:
         #: Keep the model's ``embeddings`` output (re-identification wants it); else unmarked.
         self.embeddings = embeddings
         fp32_model = read_model_info(cfg.model_path)
-        model = fp32_model
         precision = cfg.precision
         self.calibration_images: CalibrationImages | None = None
-        if precision == "int8" and not builder.platform_has_fast_int8:
+        if precision == "int8" and not _platform_has(builder, "platform_has_fast_int8"):
             LOG.warning("this GPU has no fast INT8: building FP16 instead")
             precision = "fp16"
-        if precision == "int8" and not model.is_qdq:
-            sibling = int8_sibling(cfg.model_path)
-            if sibling.is_file():
-                model = read_model_info(sibling)
-                LOG.info("INT8 explicit: building the Q/DQ model %s", sibling.name)
-            else:
-                if TRT_VERSION >= (10, 1):
-                    LOG.warning(
-                        "implicit INT8 calibration is deprecated in TensorRT %s; run "
-                        "scripts/quantize_int8.py to write %s for explicit INT8",
-                        trt.__version__,
-                        sibling.name,
-                    )
-                try:
-                    self.calibration_images = CalibrationImages(
-                        cfg.calibration_dir,
-                        model.input_width,
-                        model.input_height,
-                        batch_size=1,
-                        limit=cfg.calibration_images,
-                    )
-                except CalibrationError as exc:
-                    raise BackendError(f"INT8 implicit calibration impossible: {exc}") from exc
-        if precision == "fp16" and not builder.platform_has_fast_fp16:
+        if precision == "fp16" and not _platform_has(builder, "platform_has_fast_fp16"):
             LOG.warning("this GPU has no fast FP16: building FP32 instead")
             precision = "fp32"
+        files = {_onnx_file(fp32_model): fp32_model}
+        siblings: dict[str, OnnxFile] = {}
+        for kind, path in (("fp16", fp16_sibling(cfg.model_path)), ("int8", int8_sibling(cfg.model_path))):
+            if path.is_file():
+                info = read_model_info(path)
+                siblings[kind] = _onnx_file(info)
+                files[siblings[kind]] = info
+        #: Which file, strongly or weakly typed, which flags (``network_typing.py``).
+        self.typing = plan_typing(
+            TRT_VERSION, precision, _onnx_file(fp32_model), siblings.get("fp16"), siblings.get("int8")
+        )
+        if self.typing.note:
+            LOG.warning("%s", self.typing.note)
+        model = files[self.typing.model]
+        if model is not fp32_model:
+            LOG.info("%s: building the %s model %s", self.typing.precision, self.typing.typing, model.path)
+        if self.typing.implicit_calibration:
+            try:
+                self.calibration_images = CalibrationImages(
+                    cfg.calibration_dir,
+                    model.input_width,
+                    model.input_height,
+                    batch_size=1,
+                    limit=cfg.calibration_images,
+                )
+            except CalibrationError as exc:
+                raise BackendError(f"INT8 implicit calibration impossible: {exc}") from exc
         self.model: ModelInfo = model
         self.fp32_model = fp32_model
-        self.precision = precision
-        # FP16 input halves the upload; implicit calibration feeds FP32 batches, so it keeps FP32.
-        self.input_fp16 = precision == "fp16" or (precision == "int8" and self.calibration_images is None)
+        self.precision = self.typing.precision
+        if self.typing.strongly_typed:  # the file's input type stands (a cast would break typing)
+            self.input_fp16 = model.input_fp16
+        else:  # FP16 input halves the upload; implicit calibration feeds FP32 batches
+            self.input_fp16 = self.precision == "fp16" or (
+                self.precision == "int8" and self.calibration_images is None
+            )
         fixed = model.fixed_batch
         self.min_batch = fixed or 1
         self.opt_batch = fixed or cfg.batch_size
@@ -96,12 +111,15 @@ class BuildPlan:
             "workspace_mb": self.cfg.workspace_mb,
             "input_fp16": self.input_fp16,
             "input_hw": [self.model.input_height, self.model.input_width],
+            "typing": self.typing.typing,
         }
         key = self.calibration_key()
         if key is not None:  # the images and model the calibration must come from
             options["calibration_key"] = hashlib.sha256(
                 json.dumps(key.as_dict(), sort_keys=True).encode()
             ).hexdigest()
+        if self.cfg.plugin_libraries:  # an engine with custom layers holds their plugins' code
+            options["plugins"] = sorted(file_sha256(p) for p in self.cfg.plugin_libraries)
         if not self.embeddings and self.model.embedding_dim:
             options["embeddings"] = False  # the same model built without its embeddings output
         if self.cfg.end2end_nms:
@@ -125,6 +143,23 @@ class BuildPlan:
         )
 
 
+def _platform_has(builder: trt.Builder, attribute: str) -> bool:
+    """``platform_has_fast_fp16`` / ``int8``; TensorRT 11 removed both (the file decides there)."""
+    return bool(getattr(builder, attribute, True))
+
+
+def _onnx_file(info: ModelInfo) -> OnnxFile:
+    return OnnxFile(Path(info.path), qdq=info.is_qdq, fp16=info.weights_fp16)
+
+
+def _network_flags(strongly_typed: bool) -> int:
+    """``create_network`` flags: explicit batch before TensorRT 10 (implied since), and strong
+    typing on request (TensorRT 10; accepted and implied on 11)."""
+    if TRT_VERSION < STRONG_MIN_VERSION:
+        return 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
+
+
 def _append_detection_end(network: trt.INetworkDefinition, plan: BuildPlan) -> None:
     """EfficientNMS_TRT as before, or, for a model with embeddings, the INMSLayer form that
     gathers them (TensorRT >= 8.5; older ones build without embeddings, said once)."""
@@ -146,12 +181,11 @@ def _append_detection_end(network: trt.INetworkDefinition, plan: BuildPlan) -> N
 
 def build_engine(plan: BuildPlan, builder: trt.Builder) -> bytes:
     """Serialized engine for ``plan`` (minutes on a Jetson; cached by the caller)."""
-    flags = 0 if TRT_VERSION >= (10,) else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    network = builder.create_network(flags)
+    network = builder.create_network(_network_flags(plan.typing.strongly_typed))
     parser = trt.OnnxParser(network, TRT_LOGGER)
     if not parser.parse(Path(plan.model.path).read_bytes(), plan.model.path):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise BackendError(f"TensorRT cannot parse {plan.model.path}: {errors}")
+        raise BackendError(explain_failure(f"TensorRT cannot parse {plan.model.path}: {errors}"))
     image = network.get_input(0)
     if plan.input_fp16:
         image.dtype = trt.float16
@@ -171,10 +205,11 @@ def build_engine(plan: BuildPlan, builder: trt.Builder) -> bytes:
         trt.Dims([plan.max_batch, *chw]),
     )
     config.add_optimization_profile(profile)
-    if plan.precision in ("fp16", "int8"):
+    # Weak typing only: the plan never asks for a flag on TensorRT 11, which has none.
+    if plan.typing.fp16_flag:
         config.set_flag(trt.BuilderFlag.FP16)
     calibrator: EntropyCalibrator | None = None
-    if plan.precision == "int8":
+    if plan.typing.int8_flag:
         config.set_flag(trt.BuilderFlag.INT8)
         key = plan.calibration_key()
         if key is not None and plan.calibration_images is not None:
@@ -187,8 +222,9 @@ def build_engine(plan: BuildPlan, builder: trt.Builder) -> bytes:
             calib_profile.set_shape(image.name, one, one, one)
             config.set_calibration_profile(calib_profile)
     LOG.info(
-        "building TensorRT %s engine from %s (batch %d..%d, NMS %s); this takes a while",
+        "building TensorRT %s engine (%s typing) from %s (batch %d..%d, NMS %s); this takes a while",
         plan.precision,
+        plan.typing.typing,
         Path(plan.model.path).name,
         plan.min_batch,
         plan.max_batch,
@@ -200,5 +236,5 @@ def build_engine(plan: BuildPlan, builder: trt.Builder) -> bytes:
         if calibrator is not None:
             calibrator.free()
     if serialized is None:
-        raise BackendError("TensorRT engine build failed (see the [TRT] errors above)")
+        raise BackendError(explain_failure("TensorRT engine build failed"))
     return bytes(memoryview(serialized))

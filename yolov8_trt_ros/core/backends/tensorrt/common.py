@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import deque
 from typing import Any, ClassVar
 
 import numpy as np
@@ -43,9 +44,21 @@ class Logger(trt.ILogger):
 
     def __init__(self) -> None:
         trt.ILogger.__init__(self)
+        #: The last errors TensorRT reported: a failed parse or deserialize returns only None,
+        #: the reason (e.g. the plugin it could not find) is in these lines.
+        self.errors: deque[str] = deque(maxlen=8)
 
     def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
-        LOG.log(self._LEVELS.get(severity, logging.INFO), "[TRT] %s", msg)
+        level = self._LEVELS.get(severity, logging.INFO)
+        if level >= logging.ERROR:
+            self.errors.append(msg)
+        LOG.log(level, "[TRT] %s", msg)
+
+    def take_errors(self) -> list[str]:
+        """The errors logged since the last call (and forget them)."""
+        errors = list(self.errors)
+        self.errors.clear()
+        return errors
 
 
 TRT_LOGGER = Logger()

@@ -16,6 +16,9 @@ Two forms, both ending in the EfficientNMS contract (``num_dets [B, 1]``, ``det_
 
 from __future__ import annotations
 
+import ctypes
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -34,6 +37,45 @@ INMS_MAX_CANDIDATES = 5000
 TOPK_MAX_K = 3840
 #: First TensorRT with ``INetworkDefinition.add_nms``.
 INMS_MIN_VERSION = (8, 5)
+
+
+#: Plugin libraries this process has loaded (a second load would register the creators twice).
+_LOADED: set[str] = set()
+
+
+def load_plugin_libraries(paths: Sequence[str]) -> None:
+    """Load user plugin libraries into TensorRT's plugin registry, each once per process.
+
+    Before an ONNX with custom layers is parsed or an engine using them is deserialized: the
+    registry's ``load_library`` (TensorRT >= 10), or a global ``dlopen`` before it, whose
+    static creators register themselves. :class:`BackendError` names a missing or bad file.
+    """
+    registry = trt.get_plugin_registry()
+    for path in paths:
+        resolved = str(Path(path).expanduser().resolve())
+        if resolved in _LOADED:
+            continue
+        if not Path(resolved).is_file():
+            raise BackendError(f"plugin library {path} does not exist")
+        if TRT_VERSION >= (10,):
+            if registry.load_library(resolved) is None:
+                errors = "; ".join(TRT_LOGGER.take_errors()) or "see the [TRT] errors above"
+                raise BackendError(f"TensorRT could not load the plugin library {path}: {errors}")
+        else:
+            try:
+                ctypes.CDLL(resolved, mode=ctypes.RTLD_GLOBAL)
+            except OSError as exc:
+                raise BackendError(f"cannot load the plugin library {path}: {exc}") from exc
+        _LOADED.add(resolved)
+
+
+def explain_failure(what: str) -> str:
+    """``what`` failed: with TensorRT's own error lines, and the fix where a plugin was missing."""
+    errors = TRT_LOGGER.take_errors()
+    text = f"{what}: {'; '.join(errors)}" if errors else f"{what} (see the [TRT] errors above)"
+    if any("plugin" in e.lower() for e in errors):
+        text += " — a custom layer's plugin is not loaded: list its library in plugin_libraries"
+    return text
 
 
 def _plugin_field(name: str, value: float, kind: trt.PluginFieldType) -> trt.PluginField:

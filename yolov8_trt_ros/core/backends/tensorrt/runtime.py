@@ -33,6 +33,7 @@ from yolov8_trt_ros.core.backends.io_plan import (
 )
 from yolov8_trt_ros.core.backends.tensorrt.build import BuildPlan, build_engine
 from yolov8_trt_ros.core.backends.tensorrt.common import LOG, NP_DTYPES, TRT_LOGGER, cuda, gpu_identity
+from yolov8_trt_ros.core.backends.tensorrt.plugins import explain_failure, load_plugin_libraries
 from yolov8_trt_ros.core.config import EngineConfig, PostprocessConfig
 from yolov8_trt_ros.core.engine_cache import EngineCache
 from yolov8_trt_ros.core.profiling import LayerProfiler
@@ -64,6 +65,7 @@ class TensorRTBackend:
         cuda(cudart.cudaSetDevice(cfg.device_id))
         self._device_id = cfg.device_id
         gpu_name, capability = gpu_identity(cfg.device_id)
+        load_plugin_libraries(cfg.plugin_libraries)
         builder = trt.Builder(TRT_LOGGER)
         plan = BuildPlan(cfg, post, builder, embeddings)
         cache = EngineCache(cfg.engine_cache_dir)
@@ -80,7 +82,9 @@ class TensorRTBackend:
         self._runtime = trt.Runtime(TRT_LOGGER)
         engine = self._runtime.deserialize_cuda_engine(payload)
         if engine is None:
-            raise BackendError(f"TensorRT {trt.__version__} cannot deserialize the cached engine")
+            raise BackendError(
+                explain_failure(f"TensorRT {trt.__version__} cannot deserialize {self.engine_path}")
+            )
         self._engine: trt.ICudaEngine = engine
         context = engine.create_execution_context()
         if context is None:
