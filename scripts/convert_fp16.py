@@ -60,6 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from yolov8_trt_ros.core.backends.base import BackendError
 from yolov8_trt_ros.core.backends.model_info import fp16_sibling, read_model_info
+from yolov8_trt_ros.core.calibration import head_tail_nodes
 
 LOG = logging.getLogger("convert_fp16")
 META_FP16 = "yolov8_trt_ros.fp16"
@@ -69,21 +70,14 @@ _EMBEDDINGS = "/embeddings/"
 def fp32_nodes(model: Any) -> list[str]:
     """Names of the nodes kept in FP32: the head's decode and the embeddings' normalisation.
 
-    The head is the module (``/model.N/``) that produces the first graph output; its decode is
-    everything in it outside the ``cv2`` (box) and ``cv3`` (class) convolution branches.
+    The decode is the head's nodes outside its ``cv2`` (box) and ``cv3`` (class) convolution
+    branches: :func:`~yolov8_trt_ros.core.calibration.head_tail_nodes`, the same nodes both INT8
+    routes keep unquantized, less the branches' activations (which FP16 handles).
     """
-    producers = {out: node for node in model.graph.node for out in node.output}
-    keep: list[str] = []
-    last = producers.get(model.graph.output[0].name)
-    if last is not None and last.name.startswith("/model."):
-        prefix = "/".join(last.name.split("/")[:2]) + "/"  # "/model.22/"
-        keep += [
-            node.name
-            for node in model.graph.node
-            if node.name.startswith(prefix) and "/cv2." not in node.name and "/cv3." not in node.name
-        ]
-    else:
-        LOG.warning("no YOLOv8 head found (output made by %s): only the default op block list applies", last)
+    head = head_tail_nodes(model)
+    if not head:
+        LOG.warning("no YOLOv8 head found: only the default op block list applies")
+    keep = [name for name in head if "/cv2." not in name and "/cv3." not in name]
     keep += [n.name for n in model.graph.node if n.name.startswith(_EMBEDDINGS) and "/branch/" not in n.name]
     return keep
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from yolov8_trt_ros.core.backends.model_info import int8_sibling, read_model_info
+from yolov8_trt_ros.core.backends.model_info import ModelInfo, int8_sibling, read_model_info
 from yolov8_trt_ros.core.config import PreprocessConfig
 from yolov8_trt_ros.core.engine_cache import CacheError, read_keyed_file, write_keyed_file
 
@@ -250,6 +250,35 @@ def _stride(batches: int, most: int = 16) -> int:
     return max(d for d in range(1, min(most, batches) + 1) if batches % d == 0)
 
 
+def check_quantizable(model_path: str | Path, images: CalibrationImages) -> ModelInfo:
+    """The model's facts, once it is known that ``images`` can calibrate it (CalibrationError)."""
+    info = read_model_info(model_path)
+    if info.is_qdq:
+        raise CalibrationError(f"{model_path} is already quantized")
+    if len(images) == 0:
+        raise CalibrationError(f"no full calibration batch of {images.batch_size} images")
+    if (info.input_height, info.input_width) != (images.input_height, images.input_width):
+        raise CalibrationError(
+            f"images are letterboxed to {images.input_width}x{images.input_height}, "
+            f"the model takes {info.input_width}x{info.input_height}"
+        )
+    return info
+
+
+def save_quantized(quantized: Any, source: Any, settings: dict[str, Any], output: Path) -> None:
+    """Write ``quantized`` atomically with ``source``'s metadata plus the quantization settings."""
+    import onnx
+
+    del quantized.metadata_props[:]
+    for prop in source.metadata_props:
+        quantized.metadata_props.add(key=prop.key, value=prop.value)
+    quantized.metadata_props.add(key=META_QUANTIZATION, value=json.dumps(settings, sort_keys=True))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = output.with_name(f".{output.name}.tmp")
+    onnx.save(quantized, str(tmp_out))
+    tmp_out.replace(output)
+
+
 def quantize_qdq(
     model_path: str | Path,
     images: CalibrationImages,
@@ -274,16 +303,7 @@ def quantize_qdq(
     }
     if opts.method not in methods:
         raise CalibrationError(f"method {opts.method!r} must be one of {sorted(methods)}")
-    info = read_model_info(model_path)
-    if info.is_qdq:
-        raise CalibrationError(f"{model_path} is already quantized")
-    if len(images) == 0:
-        raise CalibrationError(f"no full calibration batch of {images.batch_size} images")
-    if (info.input_height, info.input_width) != (images.input_height, images.input_width):
-        raise CalibrationError(
-            f"images are letterboxed to {images.input_width}x{images.input_height}, "
-            f"the model takes {info.input_width}x{info.input_height}"
-        )
+    info = check_quantizable(model_path, images)
     output = Path(output_path) if output_path else int8_sibling(model_path)
     source = onnx.load(str(model_path))
     exclude = head_tail_nodes(source) if opts.keep_head_float else []
@@ -333,9 +353,6 @@ def quantize_qdq(
             opts = replace(opts, method="entropy")
             run(opts.method)
         quantized = onnx.load(str(staged))
-    del quantized.metadata_props[:]
-    for prop in source.metadata_props:
-        quantized.metadata_props.add(key=prop.key, value=prop.value)
     settings = {
         **asdict(opts),
         "source_sha256": info.sha256,
@@ -343,11 +360,7 @@ def quantize_qdq(
         "num_images": len(images.paths),
         "excluded_nodes": len(exclude),
     }
-    quantized.metadata_props.add(key=META_QUANTIZATION, value=json.dumps(settings, sort_keys=True))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = output.with_name(f".{output.name}.tmp")
-    onnx.save(quantized, str(tmp_out))
-    tmp_out.replace(output)
+    save_quantized(quantized, source, settings, output)
     LOG.info(
         "wrote Q/DQ INT8 model %s (%s, %d images, %d head nodes in float)",
         output,
