@@ -124,3 +124,15 @@ def test_a_custom_layer_without_its_plugin_says_which_parameter_loads_it(tmp_pat
     cfg = EngineConfig(model_path=str(path), engine_cache_dir=str(tmp_path), precision="fp16")
     with pytest.raises(BackendError, match="MyCustomLayer_TRT"):
         TensorRTBackend(cfg, PostprocessConfig())
+
+
+def test_inmslayer_builds_the_nms_where_efficientnms_is_missing(tmp_path: Path, monkeypatch, caplog) -> None:
+    """The fallback NMS path (no EfficientNMS_TRT plugin) gives ONNX Runtime's detections."""
+    from yolov8_trt_ros.core.backends.tensorrt import build
+
+    images = _val()
+    monkeypatch.setattr(build, "efficient_nms_creator", lambda: None)
+    cfg = EngineConfig(model_path=str(MODEL), engine_cache_dir=str(tmp_path), precision="fp16")
+    with caplog.at_level(logging.INFO):
+        _same_detections(cfg, MODEL, images, iou=0.95)
+    assert "INMSLayer (no EfficientNMS_TRT plugin" in caplog.text

@@ -27,13 +27,15 @@ User plugin libraries (``plugin_libraries``) are loaded first (``plugins.load_pl
 
 Models with an ``embeddings`` output take ``INetworkDefinition.add_nms`` (INMSLayer, TensorRT
 ≥ 8.5) instead, because their kept detections' anchors are needed to gather the embeddings
-(``plugins.append_nms_with_embeddings``, ``docs/backends.md``). For the others,
+(``plugins.append_inms``, ``docs/backends.md``). For the others,
 EfficientNMS_TRT rather than ``add_nms``:
 the plugin outputs exactly the padded per-image ``num_dets/boxes/scores/classes`` that
 :class:`EngineOutput` holds and applies ``max_detections`` per image, while INMSLayer returns
 ONNX-style ``(batch, class, box)`` index triples that would need gather and top-k layers
-per image to get there. The plugin exists from TensorRT 8.0 through 10.x, and is looked up
-through the plugin registry (``get_creator`` on TensorRT ≥ 10, ``get_plugin_creator`` before).
+per image to get there. The plugin exists from TensorRT 8.0 through 11.x (deprecated since
+10.12), and is looked up through the plugin registry (``get_creator`` on TensorRT ≥ 10,
+``get_plugin_creator`` before); where it is missing, the same INMSLayer form without
+embeddings builds the NMS, and the log says which one did.
 It keeps at most 4096 candidates before NMS (``pre_nms_top_k`` is capped there) and
 filters scores below ``conf_threshold``.
 

@@ -23,8 +23,9 @@ from yolov8_trt_ros.core.backends.tensorrt.calibrator import EntropyCalibrator
 from yolov8_trt_ros.core.backends.tensorrt.common import LOG, TRT_LOGGER, TRT_VERSION
 from yolov8_trt_ros.core.backends.tensorrt.plugins import (
     INMS_MIN_VERSION,
+    append_inms,
     append_nms,
-    append_nms_with_embeddings,
+    efficient_nms_creator,
     explain_failure,
     network_output,
 )
@@ -161,22 +162,34 @@ def _network_flags(strongly_typed: bool) -> int:
 
 
 def _append_detection_end(network: trt.INetworkDefinition, plan: BuildPlan) -> None:
-    """EfficientNMS_TRT as before, or, for a model with embeddings, the INMSLayer form that
-    gathers them (TensorRT >= 8.5; older ones build without embeddings, said once)."""
+    """The in-engine NMS, the choice logged: INMSLayer where embeddings must be gathered;
+    else EfficientNMS_TRT where the plugin exists, INMSLayer where it does not (TensorRT
+    >= 8.5); older TensorRT without the plugin cannot put NMS in the engine."""
     outputs = {network.get_output(i).name for i in range(network.num_outputs)}
-    head = plan.model.output_name
-    if EMBEDDINGS_OUTPUT not in outputs:
-        append_nms(network, plan.model.num_classes, plan.post, head)
-    elif TRT_VERSION >= INMS_MIN_VERSION:
-        append_nms_with_embeddings(network, plan.model.num_classes, plan.post, head, EMBEDDINGS_OUTPUT)
-    else:
+    head, classes, post = plan.model.output_name, plan.model.num_classes, plan.post
+    inms = TRT_VERSION >= INMS_MIN_VERSION
+    if EMBEDDINGS_OUTPUT in outputs and inms:
+        LOG.info("NMS in the engine: INMSLayer (gathers the detections' embeddings)")
+        append_inms(network, classes, post, head, EMBEDDINGS_OUTPUT)
+        return
+    if EMBEDDINGS_OUTPUT in outputs:
         LOG.warning(
             "TensorRT %s has no INMSLayer (8.5+): building NMS without the model's embeddings "
             "(the tracker runs motion-only)",
             trt.__version__,
         )
         network.unmark_output(network_output(network, EMBEDDINGS_OUTPUT))
-        append_nms(network, plan.model.num_classes, plan.post, head)
+    if efficient_nms_creator() is not None:
+        LOG.info("NMS in the engine: EfficientNMS_TRT")
+        append_nms(network, classes, post, head)
+    elif inms:
+        LOG.warning("NMS in the engine: INMSLayer (no EfficientNMS_TRT plugin in this TensorRT)")
+        append_inms(network, classes, post, head)
+    else:
+        raise BackendError(
+            f"TensorRT {trt.__version__} has neither the EfficientNMS_TRT plugin nor INMSLayer: "
+            "set end2end_nms: false"
+        )
 
 
 def build_engine(plan: BuildPlan, builder: trt.Builder) -> bytes:

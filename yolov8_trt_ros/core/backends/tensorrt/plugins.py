@@ -4,7 +4,7 @@ Two forms, both ending in the EfficientNMS contract (``num_dets [B, 1]``, ``det_
 [B, K, 4]`` corners, ``det_scores [B, K]``, ``det_classes [B, K]``, best first, zero-padded):
 
 * :func:`append_nms`: the EfficientNMS_TRT plugin, for models without embeddings (as before).
-* :func:`append_nms_with_embeddings`: for models with an ``embeddings`` output, which need each
+* :func:`append_inms`: for models with an ``embeddings`` output, which need each
   kept detection's anchor to gather its embedding. EfficientNMS_TRT returns no indices, so the
   NMS is TensorRT's own ``INMSLayer`` (``add_nms``, TensorRT >= 8.5), which returns the selected
   ``(image, class, anchor)`` triples; a scatter writes the kept anchors' scores into a ``[B, A]``
@@ -84,17 +84,14 @@ def _plugin_field(name: str, value: float, kind: trt.PluginFieldType) -> trt.Plu
     return trt.PluginField(cast("trt.FallbackString", name), np.array([value], dtype=dtype), kind)
 
 
-def _efficient_nms_creator() -> Any:
+def efficient_nms_creator() -> Any | None:
+    """EfficientNMS_TRT's creator from the plugin registry, or None where the plugin is missing
+    (no libnvinfer_plugin, or a TensorRT that dropped it): the build then takes INMSLayer."""
     trt.init_libnvinfer_plugins(TRT_LOGGER, "")
     registry = trt.get_plugin_registry()
-    creator: Any
     if TRT_VERSION >= (10,):
-        creator = registry.get_creator("EfficientNMS_TRT", "1", "")
-    else:
-        creator = registry.get_plugin_creator("EfficientNMS_TRT", "1", "")
-    if creator is None:
-        raise BackendError("EfficientNMS_TRT plugin not found (libnvinfer_plugin missing?)")
-    return creator
+        return registry.get_creator("EfficientNMS_TRT", "1", "")
+    return registry.get_plugin_creator("EfficientNMS_TRT", "1", "")
 
 
 def network_output(network: trt.INetworkDefinition, name: str | None) -> trt.ITensor:
@@ -146,7 +143,10 @@ def append_nms(
             _plugin_field("box_coding", 1, trt.PluginFieldType.INT32),  # cx, cy, w, h in; corners out
         ]
     )
-    plugin = _efficient_nms_creator().create_plugin("efficient_nms", fields)
+    creator = efficient_nms_creator()
+    if creator is None:
+        raise BackendError("EfficientNMS_TRT plugin not found (libnvinfer_plugin missing?)")
+    plugin = creator.create_plugin("efficient_nms", fields)
     layer = network.add_plugin_v2([boxes, scores], plugin)
     for i, name in enumerate(NMS_OUTPUTS):
         out = layer.get_output(i)
@@ -154,15 +154,16 @@ def append_nms(
         network.mark_output(out)
 
 
-def append_nms_with_embeddings(
+def append_inms(
     network: trt.INetworkDefinition,
     num_classes: int,
     post: PostprocessConfig,
-    head_name: str,
-    embeddings_name: str,
+    head_name: str | None,
+    embeddings_name: str | None = None,
 ) -> None:
-    """Replace the raw head and the per-anchor embeddings ``[B, D, A]`` by the NMS outputs and
-    ``det_embeddings [B, K, D]`` (INMSLayer, TensorRT >= 8.5; see the module doc).
+    """Replace the raw head (and the per-anchor embeddings ``[B, D, A]`` where named) by the NMS
+    outputs (and ``det_embeddings [B, K, D]``): INMSLayer, TensorRT >= 8.5; see the module doc.
+    Without embeddings it is the fallback where the EfficientNMS_TRT plugin is missing.
 
     The rule as on the other paths: score = best class score, class = its class (TopK's
     choice on a tie between classes), candidate when ``score >= conf_threshold`` (the INMS
@@ -174,9 +175,10 @@ def append_nms_with_embeddings(
     """
     ew, f32, i32 = trt.ElementWiseOperation, np.float32, np.int32
     head = network_output(network, head_name)
-    per_anchor = network_output(network, embeddings_name)
+    per_anchor = network_output(network, embeddings_name) if embeddings_name else None
     network.unmark_output(head)
-    network.unmark_output(per_anchor)
+    if per_anchor is not None:
+        network.unmark_output(per_anchor)
     anchors = int(head.shape[2])
     keep_k = min(post.max_detections, TOPK_MAX_K, anchors if anchors > 0 else post.max_detections)
 
@@ -237,15 +239,18 @@ def append_nms_with_embeddings(
     corners = network.add_concatenation([binary(centre, half, ew.SUB), binary(centre, half, ew.SUM)])
     corners.axis = 2
     classes = take(reshape(best_class, [0, -1]), rows)  # [B, K]
-    anchor_major = network.add_shuffle(per_anchor)
-    anchor_major.first_transpose = trt.Permutation([0, 2, 1])  # [B, A, D]
-    outputs = (
+    outputs = [
         count.get_output(0),  # [B, 1]
         select(valid3, corners.get_output(0), full(3, 0.0)),
         select(valid, values, full(2, 0.0)),
         select(valid, classes, full(2, 0, i32)),
-        select(valid3, take(anchor_major.get_output(0), rows), full(3, 0.0)),
-    )
-    for name, tensor in zip((*NMS_OUTPUTS, NMS_EMBEDDINGS), outputs, strict=True):
+    ]
+    names = list(NMS_OUTPUTS)
+    if per_anchor is not None:
+        anchor_major = network.add_shuffle(per_anchor)
+        anchor_major.first_transpose = trt.Permutation([0, 2, 1])  # [B, A, D]
+        outputs.append(select(valid3, take(anchor_major.get_output(0), rows), full(3, 0.0)))
+        names.append(NMS_EMBEDDINGS)
+    for name, tensor in zip(names, outputs, strict=True):
         tensor.name = name
         network.mark_output(tensor)
