@@ -46,3 +46,41 @@ def letterbox_images(paths: list[Path], imgsz: int = TEST_IMGSZ) -> np.ndarray:
         lb = box(image=img)
         batch.append(lb[:, :, ::-1].transpose(2, 0, 1).astype(np.float32) / 255.0)
     return np.ascontiguousarray(np.stack(batch))
+
+
+def synthetic_splits(root: Path, counts: dict[str, int]) -> dict[str, Path]:
+    """The generator's own seeded images of each split (``{"calib": 16, "val": 8}``), written as
+    scripts/make_synthetic_data.py writes them, so that a test needs no data/synth."""
+    import cv2
+
+    from yolov8_trt_ros.datasets.synthetic import SPLIT_IDS, render_detection_image
+
+    dirs = {}
+    for split, count in counts.items():
+        dirs[split] = root / split
+        dirs[split].mkdir()
+        for index in range(count):
+            image, _, quality = render_detection_image(seed=0, split_id=SPLIT_IDS[split], index=index)
+            cv2.imwrite(str(dirs[split] / f"{index:06d}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return dirs
+
+
+def kept_detections(ref_raw: np.ndarray, got_raw: np.ndarray, iou: float = 0.9) -> tuple[int, int]:
+    """(matched, total): ``ref_raw``'s detections (ultralytics NMS at 0.25 / 0.45) that
+    ``got_raw`` has too, same class at IoU >= ``iou``."""
+    import torch
+    from ultralytics.utils.metrics import box_iou
+    from ultralytics.utils.nms import non_max_suppression
+
+    ref, got = (
+        non_max_suppression(torch.from_numpy(np.asarray(raw, np.float32)), 0.25, 0.45)
+        for raw in (ref_raw, got_raw)
+    )
+    matched = total = 0
+    for r, g in zip(ref, got, strict=True):
+        total += len(r)
+        if len(r) and len(g):
+            overlap = box_iou(r[:, :4], g[:, :4])
+            overlap[r[:, 5][:, None] != g[:, 5][None, :]] = 0
+            matched += int((overlap.max(dim=1).values >= iou).sum())
+    return matched, total

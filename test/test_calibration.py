@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 import pytest
 
-from _yolo_models import TEST_IMGSZ, letterbox_images, yaml_onnx
+from _yolo_models import TEST_IMGSZ, kept_detections, letterbox_images, synthetic_splits, yaml_onnx
 from yolov8_trt_ros.core.backends.model_info import int8_sibling, read_model_info
 from yolov8_trt_ros.core.backends.onnxruntime_backend import OnnxRuntimeBackend
 from yolov8_trt_ros.core.calibration import (
@@ -148,37 +148,12 @@ def test_qdq_model_runs_in_onnxruntime_close_to_fp32(
 @pytest.mark.slow
 def test_qdq_trained_model_keeps_its_detections(tmp_path: Path) -> None:
     """On the trained test model, 16 calibration images already keep >= 95 % of FP32 detections."""
-    import cv2
-    import torch
-    from ultralytics.utils.metrics import box_iou
-    from ultralytics.utils.nms import non_max_suppression
-
-    from yolov8_trt_ros.datasets.synthetic import SPLIT_IDS, render_detection_image
-
-    model = REPO / "models/test/yolov8n_synth.onnx"
-    # The generator's own calib and val images (seeded, as scripts/make_synthetic_data.py writes
-    # them), rendered here so that the test needs no data/synth.
-    split_dirs = {}
-    for split, count in (("calib", 16), ("val", 8)):
-        split_dirs[split] = tmp_path / split
-        split_dirs[split].mkdir()
-        for index in range(count):
-            image, _, quality = render_detection_image(seed=0, split_id=SPLIT_IDS[split], index=index)
-            path = split_dirs[split] / f"{index:06d}.jpg"
-            cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    dirs = synthetic_splits(tmp_path, {"calib": 16, "val": 8})
     fp32 = tmp_path / "synth.onnx"
-    shutil.copy(model, fp32)
-    quantize_qdq(fp32, CalibrationImages(split_dirs["calib"], 640, 640, limit=16))
-    images = letterbox_images(sorted(split_dirs["val"].glob("*.jpg")), 640)
-    ref = non_max_suppression(torch.from_numpy(_raw(fp32, "fp32", images)), 0.25, 0.45)
-    got = non_max_suppression(torch.from_numpy(_raw(fp32, "int8", images)), 0.25, 0.45)
-    matched = total = 0
-    for r, g in zip(ref, got, strict=True):
-        total += len(r)
-        if len(r) and len(g):
-            iou = box_iou(r[:, :4], g[:, :4])
-            iou[r[:, 5][:, None] != g[:, 5][None, :]] = 0
-            matched += int((iou.max(dim=1).values >= 0.9).sum())
+    shutil.copy(REPO / "models/test/yolov8n_synth.onnx", fp32)
+    quantize_qdq(fp32, CalibrationImages(dirs["calib"], 640, 640, limit=16))
+    images = letterbox_images(sorted(dirs["val"].glob("*.jpg")), 640)
+    matched, total = kept_detections(_raw(fp32, "fp32", images), _raw(fp32, "int8", images))
     assert total > 20 and matched >= 0.95 * total, f"{matched}/{total}"
 
 

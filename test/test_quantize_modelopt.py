@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _yolo_models import letterbox_images
+from _yolo_models import kept_detections, letterbox_images, synthetic_splits
 from yolov8_trt_ros.core.calibration import CalibrationImages, head_tail_nodes
 from yolov8_trt_ros.core.quantize_modelopt import ENV_PYTHON, find_python, modelopt_command, quantize_modelopt
 
@@ -64,26 +64,15 @@ def test_script_refuses_modelopt_without_its_python(tmp_path: Path, assets_dir: 
 def test_modelopt_int8_keeps_the_head_in_float_and_the_detections(tmp_path: Path) -> None:
     """On the trained test model: Q/DQ on the convolutions, FP16 elsewhere, the head's decode
     unquantized, the input file untouched, detections of 6 val images kept (IoU >= 0.9)."""
-    import cv2
     import onnx
-    import torch
-    from ultralytics.utils.metrics import box_iou
-    from ultralytics.utils.nms import non_max_suppression
 
     from yolov8_trt_ros.core.backends.onnxruntime_backend import OnnxRuntimeBackend
     from yolov8_trt_ros.core.config import EngineConfig
-    from yolov8_trt_ros.datasets.synthetic import SPLIT_IDS, render_detection_image
 
     python = find_python()
     if python is None:
         pytest.skip("no Python with ModelOpt (scripts/setup_modelopt.sh or MODELOPT_PYTHON)")
-    dirs = {}
-    for split, count in (("calib", 32), ("val", 6)):
-        dirs[split] = tmp_path / split
-        dirs[split].mkdir()
-        for index in range(count):
-            image, _, quality = render_detection_image(seed=0, split_id=SPLIT_IDS[split], index=index)
-            cv2.imwrite(str(dirs[split] / f"{index:06d}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    dirs = synthetic_splits(tmp_path, {"calib": 32, "val": 6})
     fp32 = tmp_path / "synth.onnx"
     shutil.copy(MODEL, fp32)
     before = hashlib.sha256(fp32.read_bytes()).hexdigest()
@@ -99,15 +88,8 @@ def test_modelopt_int8_keeps_the_head_in_float_and_the_detections(tmp_path: Path
     assert dfl and not any(set(n.input) & quantized_inputs for n in dfl)  # DFL's conv in float
     images = letterbox_images(sorted(dirs["val"].glob("*.jpg")), 640)
 
-    def detections(path: Path) -> list:
-        raw = OnnxRuntimeBackend(EngineConfig(model_path=str(path), precision="fp32")).infer(images).raw
-        return non_max_suppression(torch.from_numpy(np.asarray(raw, np.float32)), 0.25, 0.45)
+    def raw(path: Path) -> np.ndarray:
+        return OnnxRuntimeBackend(EngineConfig(model_path=str(path), precision="fp32")).infer(images).raw
 
-    matched = total = 0
-    for r, g in zip(detections(fp32), detections(out), strict=True):
-        total += len(r)
-        if len(r) and len(g):
-            iou = box_iou(r[:, :4], g[:, :4])
-            iou[r[:, 5][:, None] != g[:, 5][None, :]] = 0
-            matched += int((iou.max(dim=1).values >= 0.9).sum())
+    matched, total = kept_detections(raw(fp32), raw(out))
     assert total > 15 and matched >= 0.9 * total, f"{matched}/{total}"
