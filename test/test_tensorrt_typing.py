@@ -66,7 +66,9 @@ def _same_detections(cfg: EngineConfig, reference: Path, images: list[Path], iou
         backend.close()
 
 
-def test_fp16_onnx_builds_strongly_typed_and_matches_onnxruntime(tmp_path: Path, caplog) -> None:
+def test_fp16_onnx_builds_strongly_typed_and_matches_onnxruntime(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     images = _val()
     model = tmp_path / MODEL.name
     shutil.copy(MODEL, model)
@@ -77,7 +79,9 @@ def test_fp16_onnx_builds_strongly_typed_and_matches_onnxruntime(tmp_path: Path,
     assert f"(strong typing) from {model.stem}.fp16.onnx" in caplog.text
 
 
-def test_int8_qdq_onnx_builds_with_the_typing_its_version_needs(tmp_path: Path, caplog) -> None:
+def test_int8_qdq_onnx_builds_with_the_typing_its_version_needs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from yolov8_trt_ros.core.backends.tensorrt.common import TRT_VERSION
 
     images = _val()
@@ -126,7 +130,9 @@ def test_a_custom_layer_without_its_plugin_says_which_parameter_loads_it(tmp_pat
         TensorRTBackend(cfg, PostprocessConfig())
 
 
-def test_inmslayer_builds_the_nms_where_efficientnms_is_missing(tmp_path: Path, monkeypatch, caplog) -> None:
+def test_inmslayer_builds_the_nms_where_efficientnms_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """The fallback NMS path (no EfficientNMS_TRT plugin) gives ONNX Runtime's detections."""
     from yolov8_trt_ros.core.backends.tensorrt import build
 
