@@ -4,8 +4,8 @@
     python scripts/build_engine.py --model models/yolov8n.onnx --precision int8 \\
         --calib-dir calibration/images --max-batch 8
 
-Precision: where ``x.fp16.onnx`` (``scripts/convert_fp16.py``) or ``x.int8.onnx``
-(``scripts/quantize_int8.py``) lies next to the model, TensorRT 10+ builds it strongly typed,
+Precision: TensorRT 10+ builds strongly typed from ``x.fp16.onnx`` (``scripts/convert_fp16.py``,
+or converted here into the cache) or the Q/DQ ``x.int8.onnx`` (``scripts/quantize_int8.py``),
 the only way TensorRT 11 (JetPack 7) builds at all (``core/backends/network_typing.py``).
 A model with custom layers needs its plugins: ``--plugin-library libmy_plugin.so`` (repeatable).
 

@@ -19,8 +19,9 @@ pytest.importorskip(
     "onnxconverter_common", reason="onnxconverter-common is not installed (requirements/dev.txt)"
 )
 
-from scripts.convert_fp16 import check_no_fp16_round_trip, fp32_nodes, main
+from scripts.convert_fp16 import main
 from yolov8_trt_ros.core.backends.model_info import fp16_sibling, read_model_info
+from yolov8_trt_ros.core.fp16_onnx import check_no_fp16_round_trip, fp32_nodes
 from yolov8_trt_ros.core.types import Detections
 
 REPO = Path(__file__).resolve().parents[1]
@@ -147,3 +148,22 @@ def test_same_detections_on_real_images(models: tuple[Path, Path], assets_dir: P
         assert _matched(ref, got, 0.5) and _matched(got, ref, 0.5)
         confident += int((ref.scores >= 0.5).sum())
     assert confident >= 10, "the trained model should find objects on its own val images"
+
+
+def test_cached_fp16_converts_once_per_source_file(tmp_path: Path) -> None:
+    """The build's own conversion: one file per source hash in the cache, reused, never stale."""
+    from yolov8_trt_ros.core.fp16_onnx import cached_fp16
+
+    model = tmp_path / "m.onnx"
+    shutil.copy(TEST_MODEL, model)
+    cache = tmp_path / "engines"
+    first = cached_fp16(model, cache)
+    assert first.parent == cache and read_model_info(first).weights_fp16
+    stamp = first.stat().st_mtime_ns
+    assert cached_fp16(model, cache) == first and first.stat().st_mtime_ns == stamp  # reused
+    changed = onnx.load(str(model))
+    changed.metadata_props.add(key="note", value="another export")
+    onnx.save(changed, str(model))
+    second = cached_fp16(model, cache)
+    assert second != first and second.is_file()  # a changed model is converted again
+    assert sorted(p.name for p in cache.iterdir()) == sorted([first.name, second.name])  # no temp left

@@ -79,6 +79,18 @@ def test_fp16_onnx_builds_strongly_typed_and_matches_onnxruntime(
     assert f"(strong typing) from {model.stem}.fp16.onnx" in caplog.text
 
 
+def test_fp16_without_its_file_is_converted_by_the_build(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No x.fp16.onnx: TensorRT >= 10 still builds FP16 strongly typed, from its own conversion."""
+    images = _val()
+    cfg = EngineConfig(model_path=str(MODEL), engine_cache_dir=str(tmp_path), precision="fp16")
+    with caplog.at_level(logging.INFO):
+        _same_detections(cfg, MODEL, images, iou=0.95)
+    assert "FP16 ONNX for the strongly typed build" in caplog.text
+    assert "(strong typing)" in caplog.text
+
+
 def test_int8_qdq_onnx_builds_with_the_typing_its_version_needs(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

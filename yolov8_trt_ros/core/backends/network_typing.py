@@ -8,10 +8,12 @@ weak typing in 10.12; TensorRT 8.6 (JetPack 5) only knows weak typing. Sources:
 NVIDIA's "Migrating from TensorRT 10.x to 11.x" (Python API removals) and the 10.x release
 notes; ``docs/backends.md`` has the table.
 
-The choice is a pure function of the TensorRT version, the requested precision and the ONNX
-files at hand (the model and its ``x.fp16.onnx`` / ``x.int8.onnx`` siblings), so it is tested
-without TensorRT. Where the file that would carry the precision is missing, the build falls
-back to what the version still allows and ``note`` says which command makes the file.
+One build path for TensorRT >= 10, strongly typed, so that JetPack 6 builds what JetPack 7
+will; weak typing (FP16/INT8 flags, ``IInt8EntropyCalibrator2``) only for TensorRT 8.x. The
+choice is a pure function of the TensorRT version, the requested precision and the ONNX files
+at hand (the model and its ``x.fp16.onnx`` / ``x.int8.onnx`` siblings), so it is tested without
+TensorRT. Where the file that would carry the precision is missing, the build falls back
+(INT8 → FP16 → FP32) and ``note`` says which command makes the file.
 """
 
 from __future__ import annotations
@@ -19,10 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-#: First TensorRT whose networks can be strongly typed on request (``STRONGLY_TYPED``).
+#: First TensorRT built strongly typed here (``STRONGLY_TYPED``: on request in 10.x, implied in
+#: 11.x, which has no weak typing left). Weak typing stays for 8.x (JetPack 5) only.
 STRONG_MIN_VERSION = (10,)
-#: First TensorRT without weak typing (no precision flags, no calibrators).
-WEAK_REMOVED_VERSION = (11,)
 FP16_COMMAND = "scripts/convert_fp16.py"
 INT8_COMMAND = "scripts/quantize_int8.py"
 
@@ -66,79 +67,49 @@ def plan_typing(
     """Which file and which typing builds ``precision`` on TensorRT ``version``.
 
     ``precision`` is what is asked after the platform checks (``fp32``, ``fp16``, ``int8``);
-    a sibling is passed only where its file exists.
+    a sibling is passed only where its file exists (the build makes the FP16 one itself where
+    it can, ``core/fp16_onnx.cached_fp16``). TensorRT >= 10 is always strongly typed; weak
+    typing (precision flags, implicit calibration) only for 8.x.
     """
     if precision not in ("fp32", "fp16", "int8"):
         raise ValueError(f"precision must be fp32, fp16 or int8, not {precision!r}")
-    strong_ok = version >= STRONG_MIN_VERSION
-    weak_ok = version < WEAK_REMOVED_VERSION
-    if not strong_ok:  # TensorRT 8.x: weak typing, as it always built
+    if version < STRONG_MIN_VERSION:  # TensorRT 8.x (JetPack 5): weak typing, as it always built
         return _weak(precision, model, int8_sibling)
     if precision == "int8":
         qdq = model if model.qdq else int8_sibling
-        if qdq is not None and (qdq.fp16 or not weak_ok):
+        if qdq is not None:
             note = (
                 ""
                 if qdq.fp16
                 else f"{qdq.path.name} keeps FP32 outside its Q/DQ nodes: strongly typed, those "
-                "layers run FP32 (quantize with the float part in FP16 for speed)"
+                f"layers run FP32 (for FP16 there: {INT8_COMMAND} with ModelOpt)"
             )
             return NetworkTyping(qdq, "int8", strongly_typed=True, note=note)
-        if qdq is not None:  # TensorRT 10: Q/DQ with FP16 kernels allowed elsewhere, as before
-            return NetworkTyping(
-                qdq,
-                "int8",
-                strongly_typed=False,
-                fp16_flag=True,
-                int8_flag=True,
-                note=f"{qdq.path.name} has FP32 outside its Q/DQ nodes: weakly typed build "
-                "(deprecated since TensorRT 10.12, gone in 11)",
-            )
-        if weak_ok:
-            return NetworkTyping(
-                model,
-                "int8",
-                strongly_typed=False,
-                fp16_flag=True,
-                int8_flag=True,
-                implicit_calibration=True,
-                note=f"implicit INT8 calibration is deprecated since TensorRT 10.1; run "
-                f"{INT8_COMMAND} for explicit (Q/DQ) INT8",
-            )
-        fallback = _fp16_or_fp32(model, fp16_sibling, weak_ok)
+        fallback = _fp16_or_fp32(model, fp16_sibling)
         return NetworkTyping(
             fallback.model,
             fallback.precision,
-            fallback.strongly_typed,
-            fallback.fp16_flag,
-            note=f"TensorRT {_dotted(version)} has no INT8 calibration and {model.path.name} no "
-            f"Q/DQ model: building {fallback.precision.upper()}; run {INT8_COMMAND} for INT8",
+            strongly_typed=True,
+            note=f"no Q/DQ model next to {model.path.name} and no implicit calibration on "
+            f"TensorRT {_dotted(version)} (strong typing): building {fallback.precision.upper()}; "
+            f"run {INT8_COMMAND} for INT8",
         )
     if precision == "fp16":
-        return _fp16_or_fp32(model, fp16_sibling, weak_ok)
+        return _fp16_or_fp32(model, fp16_sibling)
     return NetworkTyping(model, "fp32", strongly_typed=True)
 
 
-def _fp16_or_fp32(model: OnnxFile, fp16_sibling: OnnxFile | None, weak_ok: bool) -> NetworkTyping:
-    """FP16 from the file that carries it; else the FP16 flag where it exists; else FP32."""
+def _fp16_or_fp32(model: OnnxFile, fp16_sibling: OnnxFile | None) -> NetworkTyping:
+    """FP16 from the file that carries it; else FP32, said with the command that makes the file."""
     carrier = model if model.fp16 else fp16_sibling
     if carrier is not None:
         return NetworkTyping(carrier, "fp16", strongly_typed=True)
-    if weak_ok:
-        return NetworkTyping(
-            model,
-            "fp16",
-            strongly_typed=False,
-            fp16_flag=True,
-            note=f"no FP16 ONNX next to {model.path.name}: weakly typed FP16 build (gone in "
-            f"TensorRT 11); run {FP16_COMMAND}",
-        )
     return NetworkTyping(
         model,
         "fp32",
         strongly_typed=True,
-        note=f"no FP16 ONNX next to {model.path.name} and no FP16 flag in TensorRT 11: "
-        f"building FP32; run {FP16_COMMAND}",
+        note=f"no FP16 ONNX for {model.path.name} (strong typing has no FP16 flag): building "
+        f"FP32; run {FP16_COMMAND}",
     )
 
 

@@ -14,13 +14,12 @@ mode from :class:`PostprocessConfig`), one optimisation profile for batch 1..max
 workspace limit, and the precision as ``network_typing.plan_typing`` decides for this TensorRT
 (``docs/backends.md`` has the table):
 
-* strongly typed (TensorRT 10 on request, 11 always) from the file that carries the
-  precision: ``x.fp16.onnx`` (``scripts/convert_fp16.py``) for ``fp16``, a Q/DQ ``x.int8.onnx``
-  (``scripts/quantize_int8.py``) for ``int8``;
-* weakly typed where that file is missing and the version still allows it (8.x, 10.x): FP16
-  and INT8 builder flags, FP16 input tensor (half the upload), and for ``int8`` without a Q/DQ
-  file ``IInt8EntropyCalibrator2`` over ``calibration_dir`` with the keyed calibration cache
-  (``calibration.py``);
+* TensorRT >= 10: strongly typed, from the file that carries the precision: ``x.fp16.onnx``
+  (``scripts/convert_fp16.py``, or converted by the build into the engine cache) for
+  ``fp16``, a Q/DQ ``x.int8.onnx`` (``scripts/quantize_int8.py``) for ``int8``;
+* TensorRT 8.x: weakly typed, FP16 and INT8 builder flags, FP16 input tensor (half the upload),
+  and for ``int8`` without a Q/DQ file ``IInt8EntropyCalibrator2`` over ``calibration_dir``
+  with the keyed calibration cache (``calibration.py``);
 * no fast INT8 / FP16 on the platform → FP16 / FP32, said once in the log.
 
 User plugin libraries (``plugin_libraries``) are loaded first (``plugins.load_plugin_libraries``).

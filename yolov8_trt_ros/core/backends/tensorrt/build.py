@@ -32,6 +32,7 @@ from yolov8_trt_ros.core.backends.tensorrt.plugins import (
 from yolov8_trt_ros.core.calibration import CalibrationError, CalibrationImages, CalibrationKey
 from yolov8_trt_ros.core.config import EngineConfig, PostprocessConfig
 from yolov8_trt_ros.core.engine_cache import EngineKey
+from yolov8_trt_ros.core.fp16_onnx import cached_fp16
 
 
 class BuildPlan:
@@ -59,6 +60,12 @@ class BuildPlan:
                 info = read_model_info(path)
                 siblings[kind] = _onnx_file(info)
                 files[siblings[kind]] = info
+        if _needs_fp16_file(precision, fp32_model, siblings):
+            made = _make_fp16_file(cfg)
+            if made is not None:
+                info = read_model_info(made)
+                siblings["fp16"] = _onnx_file(info)
+                files[siblings["fp16"]] = info
         #: Which file, strongly or weakly typed, which flags (``network_typing.py``).
         self.typing = plan_typing(
             TRT_VERSION, precision, _onnx_file(fp32_model), siblings.get("fp16"), siblings.get("int8")
@@ -147,6 +154,29 @@ class BuildPlan:
 def _platform_has(builder: trt.Builder, attribute: str) -> bool:
     """``platform_has_fast_fp16`` / ``int8``; TensorRT 11 removed both (the file decides there)."""
     return bool(getattr(builder, attribute, True))
+
+
+def _needs_fp16_file(precision: str, model: ModelInfo, siblings: dict[str, OnnxFile]) -> bool:
+    """A strongly typed build will want FP16 and no file carries it (INT8 without Q/DQ falls
+    back to FP16)."""
+    if TRT_VERSION < STRONG_MIN_VERSION or model.weights_fp16 or "fp16" in siblings:
+        return False
+    return precision == "fp16" or (precision == "int8" and not model.is_qdq and "int8" not in siblings)
+
+
+def _make_fp16_file(cfg: EngineConfig) -> Path | None:
+    """The model's FP16 ONNX, converted once into the engine cache; None (logged) where it cannot
+    be made, and the build goes on in FP32 as ``plan_typing`` says."""
+    try:
+        path = cached_fp16(cfg.model_path, cfg.engine_cache_dir)
+    except ImportError:
+        LOG.warning("onnxconverter-common is not installed: cannot make the FP16 ONNX this build needs")
+        return None
+    except (BackendError, ValueError, OSError) as exc:
+        LOG.warning("cannot make the FP16 ONNX of %s: %s", cfg.model_path, exc)
+        return None
+    LOG.info("FP16 ONNX for the strongly typed build: %s", path)
+    return path
 
 
 def _onnx_file(info: ModelInfo) -> OnnxFile:
