@@ -19,6 +19,7 @@ from _yolo_models import letterbox_images
 from yolov8_trt_ros.core.backends.base import BackendError
 from yolov8_trt_ros.core.backends.network_typing import OnnxFile, plan_typing
 from yolov8_trt_ros.core.config import EngineConfig, PostprocessConfig
+from yolov8_trt_ros.core.tracking.matching import iou_matrix
 from yolov8_trt_ros.core.types import Letterbox
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,10 +59,7 @@ def _same_detections(cfg: EngineConfig, reference: Path, images: list[Path], iou
             for box, cls in zip(ref.boxes, ref.class_ids, strict=True):
                 same = got.boxes[got.class_ids == cls]
                 assert len(same), (i, cls)
-                lt, rb = np.maximum(box[:2], same[:, :2]), np.minimum(box[2:], same[:, 2:])
-                inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
-                areas = np.prod(same[:, 2:] - same[:, :2], axis=1)
-                assert (inter / (np.prod(box[2:] - box[:2]) + areas - inter)).max() >= iou
+                assert iou_matrix(box, same).max() >= iou
     finally:
         backend.close()
 
@@ -99,7 +97,9 @@ def test_int8_qdq_onnx_builds_with_the_typing_its_version_needs(
     images = _val()
     model = tmp_path / MODEL.name
     shutil.copy(MODEL, model)
-    calib = REPO / "data/synth/detection/images/train"
+    calib = REPO / "data/synth/detection/images/calib"
+    if not any(calib.glob("*.jpg")):
+        pytest.skip("needs the synthetic calib split (make_synthetic_data.py)")
     _script(
         "scripts/quantize_int8.py", "--model", str(model), "--calib-dir", str(calib), "--num-images", "64"
     )

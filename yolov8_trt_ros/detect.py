@@ -37,10 +37,10 @@ import numpy as np
 from yolov8_trt_ros.core.backends.base import BackendError
 from yolov8_trt_ros.core.config import ConfigError, EngineConfig, TrackerConfig
 from yolov8_trt_ros.core.drawing import annotate
-from yolov8_trt_ros.core.labels import resolve_class_names
+from yolov8_trt_ros.core.labels import class_name, resolve_class_names
 from yolov8_trt_ros.core.live_capture import is_live_source
 from yolov8_trt_ros.core.pipeline import Pipeline, PipelineConfig
-from yolov8_trt_ros.core.sources import IMAGE_SUFFIXES, SourceError, iter_frames
+from yolov8_trt_ros.core.sources import IMAGE_SUFFIXES, SourceError, image_files, iter_frames
 from yolov8_trt_ros.core.types import Detections
 
 #: The stages a user compares between backends; the tracker is off here.
@@ -132,8 +132,7 @@ def _check_source(source: str, output: Path) -> None:
     if not path.exists():
         raise InputError(f"source {source!r} does not exist")
     if path.is_dir():
-        if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()):
-            raise InputError(f"no images in {path} (looked for {', '.join(IMAGE_SUFFIXES)})")
+        image_files(path)  # SourceError where the folder holds none
         if path.resolve() == output.resolve():
             raise InputError(f"--output {output} is the source folder: its images would be overwritten")
         return
@@ -154,10 +153,8 @@ def _plan(source: str) -> Plan:
     if source.startswith("synthetic"):
         return _stream_plan(source, source.replace(":", "_"), DEFAULT_FPS)
     path = Path(source).expanduser()
-    if path.is_dir():
-        return _image_plan(sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES))
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        return _image_plan([path])
+    if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
+        return _image_plan(image_files(path))
     probe = cv2.VideoCapture(str(path))  # only the frame rate; iter_frames reads the frames
     fps = probe.get(cv2.CAP_PROP_FPS) if probe.isOpened() else 0.0
     probe.release()
@@ -170,7 +167,7 @@ def _detections_json(dets: Detections, names: tuple[str, ...]) -> list[dict[str,
             "box_xyxy": [round(v, 4) for v in box],
             "score": round(score, 5),
             "class_id": cls,
-            "class_name": names[cls] if 0 <= cls < len(names) else str(cls),
+            "class_name": class_name(cls, names),
         }
         for box, score, cls in zip(
             dets.boxes.tolist(), dets.scores.tolist(), dets.class_ids.tolist(), strict=True

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from yolov8_trt_ros.core.labels import class_name
 from yolov8_trt_ros.core.preprocess import to_bgr8
 from yolov8_trt_ros.core.types import Detections, Track
 
@@ -21,11 +22,6 @@ def palette(index: int) -> tuple[int, int, int]:
     hue = (index * 47) % 180
     bgr = cv2.cvtColor(np.array([[[hue, 220, 255]]], np.uint8), cv2.COLOR_HSV2BGR)[0, 0]
     return int(bgr[0]), int(bgr[1]), int(bgr[2])
-
-
-def label(class_id: int, names: Sequence[str]) -> str:
-    """The class name where known, else its number (a model without names still gets labels)."""
-    return names[class_id] if 0 <= class_id < len(names) else str(class_id)
 
 
 def annotate(
@@ -54,7 +50,7 @@ def annotate(
         p1, p2 = (int(box[0]), int(box[1])), (int(box[2]), int(box[3]))
         color = palette(cls)
         cv2.rectangle(canvas, p1, p2, color, 2)
-        text = f"{label(cls, names)} {score:.2f}"
+        text = f"{class_name(cls, names)} {score:.2f}"
         cv2.putText(
             canvas, text, (p1[0], max(p1[1] - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, color, 1, cv2.LINE_AA
         )

@@ -229,15 +229,17 @@ def convert_fp16(model_path: str | Path, output_path: str | Path | None = None) 
     return output
 
 
-def cached_fp16(model_path: str | Path, cache_dir: str | Path) -> Path:
+def cached_fp16(model_path: str | Path, cache_dir: str | Path, sha256: str = "") -> Path:
     """The FP16 model of ``model_path`` in ``cache_dir``, converted once per source file.
 
     Named by the source's SHA-256, so a changed model is converted again rather than matched
     to a stale file; written beside the engines (the model's own folder may be read-only).
+    ``sha256``: the source's, where the caller has it already (read at every engine build).
     ImportError where onnxconverter-common is missing, BackendError/ValueError if it fails.
     """
     model_path = Path(model_path)
-    out = Path(cache_dir) / f"{model_path.stem}-{file_sha256(model_path)[:16]}.fp16.onnx"
+    digest = sha256 or file_sha256(model_path)
+    out = Path(cache_dir) / f"{model_path.stem}-{digest[:16]}.fp16.onnx"
     if out.is_file():
         return out
     tmp = out.with_name(f".{out.name}.tmp")

@@ -21,6 +21,11 @@ from yolov8_trt_ros.core.config import ConfigError
 MAX_LABELS_FILE_BYTES = 1 << 20
 
 
+def class_name(class_id: int, names: Sequence[str]) -> str:
+    """The class's name where known, else its number (a model without names still gets labels)."""
+    return names[class_id] if 0 <= class_id < len(names) else str(class_id)
+
+
 def _names_from_yaml(data: Any, path: Path) -> list[str]:
     if isinstance(data, Mapping) and "names" in data:
         data = data["names"]  # an ultralytics dataset YAML

@@ -29,7 +29,8 @@ class SourceError(ValueError):
     """The frame source cannot be opened or holds no frames."""
 
 
-def _image_files(path: Path) -> list[Path]:
+def image_files(path: Path) -> list[Path]:
+    """A folder's images in name order (``IMAGE_SUFFIXES``), or the one file; SourceError if none."""
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     else:
@@ -81,7 +82,7 @@ def iter_frames(source: str, loops: int = 1, synthetic_frames: int = 300) -> Ite
     if source == "samples":
         from ultralytics.utils import ASSETS
 
-        images = [_read_image(p) for p in _image_files(Path(ASSETS))]
+        images = [_read_image(p) for p in image_files(Path(ASSETS))]
         one_pass = lambda: iter(images)  # noqa: E731
     elif source.startswith("synthetic"):
         one_pass = lambda: _synthetic_frames(source, synthetic_frames)  # noqa: E731
@@ -92,7 +93,7 @@ def iter_frames(source: str, loops: int = 1, synthetic_frames: int = 300) -> Ite
         if path.is_file() and path.suffix.lower() not in IMAGE_SUFFIXES:
             one_pass = lambda: _video_frames(path)  # noqa: E731
         else:
-            files = [_read_image(p) for p in _image_files(path)]
+            files = [_read_image(p) for p in image_files(path)]
             one_pass = lambda: iter(files)  # noqa: E731
     return _repeat(one_pass, loops, source)
 

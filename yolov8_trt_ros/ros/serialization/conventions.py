@@ -10,15 +10,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from yolov8_trt_ros.core.labels import class_name
+
 #: TrackedObject.STATE_* codes by the tracker's state names (yolov8_trt_msgs/TrackedObject.msg).
 TRACK_STATE_CODES: dict[str, int] = {"new": 0, "tracked": 1, "lost": 2, "removed": 3}
 
 
 def class_label(class_id: int, names: Sequence[str], use_names: bool) -> str:
     """The class as published: its name where known and wanted, else its number."""
-    if use_names and 0 <= class_id < len(names):
-        return names[class_id]
-    return str(class_id)
+    return class_name(class_id, names) if use_names else str(class_id)
 
 
 def detection_id(track_id: int) -> str:

@@ -61,7 +61,7 @@ class BuildPlan:
                 siblings[kind] = _onnx_file(info)
                 files[siblings[kind]] = info
         if _needs_fp16_file(precision, fp32_model, siblings):
-            made = _make_fp16_file(cfg)
+            made = _make_fp16_file(cfg, fp32_model.sha256)
             if made is not None:
                 info = read_model_info(made)
                 siblings["fp16"] = _onnx_file(info)
@@ -164,11 +164,11 @@ def _needs_fp16_file(precision: str, model: ModelInfo, siblings: dict[str, OnnxF
     return precision == "fp16" or (precision == "int8" and not model.is_qdq and "int8" not in siblings)
 
 
-def _make_fp16_file(cfg: EngineConfig) -> Path | None:
+def _make_fp16_file(cfg: EngineConfig, sha256: str) -> Path | None:
     """The model's FP16 ONNX, converted once into the engine cache; None (logged) where it cannot
     be made, and the build goes on in FP32 as ``plan_typing`` says."""
     try:
-        path = cached_fp16(cfg.model_path, cfg.engine_cache_dir)
+        path = cached_fp16(cfg.model_path, cfg.engine_cache_dir, sha256)
     except ImportError:
         LOG.warning("onnxconverter-common is not installed: cannot make the FP16 ONNX this build needs")
         return None
